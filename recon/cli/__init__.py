@@ -1,0 +1,17 @@
+"""The ``recon`` command line. Commands only parse arguments and call the Python API."""
+
+from __future__ import annotations
+
+import click
+
+from recon import __version__
+from recon.cli.distill2d import distill2d
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="recon")
+def main() -> None:
+    """recon: several plausible textured 3D meshes from one photo or one prompt (Diverse Score Distillation)."""
+
+
+main.add_command(distill2d)

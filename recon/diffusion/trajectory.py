@@ -1,0 +1,147 @@
+"""DDIM trajectories from a seed noise ε*, computed lazily and cached.
+
+A trajectory depends on ε*, the condition and the grid — never on the render being optimised — so
+each grid level is computed once per (hypothesis, condition key) and reused by every later step.
+Extending several trajectories at once batches them into one network call per level.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from recon.diffusion.ddim import DDIMGrid, ddim_step
+
+if TYPE_CHECKING:  # priors import the schedule from this package
+    from recon.priors.base import Condition, Prior
+
+
+@dataclass
+class Trajectory:
+    """One ODE path: ``x[j]`` is the sample at ``grid.timesteps[j]`` (x[0] = ε*), ``eps[j]`` the
+    (CFG) noise prediction there. ``cond`` is the one-row condition the path was started with."""
+
+    cond: Condition
+    x: list[torch.Tensor] = field(default_factory=list)
+    eps: list[torch.Tensor] = field(default_factory=list)
+
+
+class TrajectoryCache:
+    """Lazily extended, bounded store of DDIM trajectories keyed by (hypothesis, condition key).
+
+    Args:
+        prior: the noise predictor.
+        grid: the DDIM grid (e.g. 10 steps over [999 → 0]).
+        guidance_scale: CFG scale along the ODE (None: the prior's default).
+        camera_bin: condition cameras are rounded to this for the key (0 = exact camera).
+        enabled: False recomputes every trajectory from scratch at each request, which is what
+            the DSD authors' implementation does; kept for the cost benchmark.
+        max_entries: least-recently-used trajectories beyond this are dropped.
+    """
+
+    def __init__(
+        self,
+        prior: Prior,
+        grid: DDIMGrid,
+        guidance_scale: float | None = None,
+        camera_bin: float = 0.0,
+        enabled: bool = True,
+        max_entries: int = 1024,
+    ) -> None:
+        self.prior = prior
+        self.grid = grid
+        self.guidance_scale = prior.default_guidance_scale if guidance_scale is None else guidance_scale
+        self.camera_bin = camera_bin
+        self.enabled = enabled
+        self.max_entries = max_entries
+        self._store: OrderedDict[Hashable, Trajectory] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def clear(self) -> None:
+        self._store.clear()
+
+    def keys_for(self, hyp_keys: Sequence[Hashable], cond: Condition) -> list[Hashable]:
+        return [(h, c) for h, c in zip(hyp_keys, cond.cache_keys(self.camera_bin))]
+
+    def ensure(
+        self,
+        levels: Sequence[int],
+        eps_star: torch.Tensor,
+        hyp_keys: Sequence[Hashable],
+        cond: Condition,
+    ) -> list[Trajectory]:
+        """Make sure row i's trajectory has ε at level ``levels[i]``; return the rows' trajectories.
+
+        Args:
+            levels: (B,) grid level needed per row.
+            eps_star: (B, *shape) ε* per row.
+            hyp_keys: (B,) hypothesis identity per row.
+            cond: condition with B rows.
+        """
+        if not self.enabled:
+            self._store.clear()
+        keys = self.keys_for(hyp_keys, cond)
+        need: dict[Hashable, int] = {}
+        for i, key in enumerate(keys):
+            traj = self._store.get(key)
+            if traj is None:
+                traj = Trajectory(cond=cond.select([i]), x=[eps_star[i : i + 1]])
+                self._store[key] = traj
+            self._store.move_to_end(key)
+            need[key] = max(need.get(key, -1), int(levels[i]))
+        self._extend(need)
+        out = [self._store[key] for key in keys]
+        while len(self._store) > max(self.max_entries, len(need)):
+            self._store.popitem(last=False)
+        return out
+
+    @torch.no_grad()
+    def _extend(self, need: dict[Hashable, int]) -> None:
+        schedule = self.prior.schedule
+        while True:
+            todo = [k for k, lvl in need.items() if len(self._store[k].eps) <= lvl]
+            if not todo:
+                return
+            trajs = [self._store[k] for k in todo]
+            level = torch.tensor([len(tr.eps) for tr in trajs])
+            x = torch.cat([tr.x[-1] for tr in trajs])
+            t = torch.tensor([self.grid.timesteps[int(j)] for j in level])
+            t_prev = torch.tensor([self.grid.prev[int(j)] for j in level])
+            cond = type(trajs[0].cond).cat([tr.cond for tr in trajs])
+            eps = self.prior.predict_noise(x, t.to(x.device), cond, self.guidance_scale)
+            x_next, _ = ddim_step(schedule, x, eps, t, t_prev)
+            for i, tr in enumerate(trajs):
+                tr.eps.append(eps[i : i + 1])
+                if len(tr.x) < len(self.grid):
+                    tr.x.append(x_next[i : i + 1])
+
+    def eps_at(
+        self,
+        levels: Sequence[int],
+        eps_star: torch.Tensor,
+        hyp_keys: Sequence[Hashable],
+        cond: Condition,
+    ) -> torch.Tensor:
+        """(B, *shape): ε on row i's trajectory at grid level ``levels[i]``."""
+        trajs = self.ensure(levels, eps_star, hyp_keys, cond)
+        return torch.cat([tr.eps[int(lvl)] for tr, lvl in zip(trajs, levels)])
+
+    def x0_at(
+        self,
+        levels: Sequence[int],
+        eps_star: torch.Tensor,
+        hyp_keys: Sequence[Hashable],
+        cond: Condition,
+    ) -> torch.Tensor:
+        """(B, *shape): the one-step data prediction x0 at row i's grid level ``levels[i]``."""
+        trajs = self.ensure(levels, eps_star, hyp_keys, cond)
+        x = torch.cat([tr.x[int(lvl)] for tr, lvl in zip(trajs, levels)])
+        eps = torch.cat([tr.eps[int(lvl)] for tr, lvl in zip(trajs, levels)])
+        t = torch.tensor([self.grid.timesteps[int(lvl)] for lvl in levels])
+        return self.prior.schedule.predict_x0(x, eps, t)

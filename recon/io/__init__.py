@@ -1,0 +1,1 @@
+"""Image loading and segmentation, mesh export, reports."""

@@ -1,0 +1,1 @@
+"""Cameras and rasteriser backends behind one interface (nvdiffrast on CUDA, a CPU rasteriser)."""
