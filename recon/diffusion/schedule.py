@@ -35,7 +35,7 @@ def _rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
     # Lin et al. 2023, Algorithm 1: shift and scale sqrt(ᾱ) so that ᾱ_T = 0 exactly.
     abar_sqrt = torch.cumprod(1.0 - betas, dim=0).sqrt()
     first, last = abar_sqrt[0].clone(), abar_sqrt[-1].clone()
-    abar_sqrt = (abar_sqrt - last) * first / (first - last)
+    abar_sqrt = (abar_sqrt - last) * (first / (first - last))  # same rounding order as diffusers
     abar = abar_sqrt**2
     alphas = torch.cat([abar[0:1], abar[1:] / abar[:-1]])
     return 1 - alphas

@@ -1,0 +1,61 @@
+"""Typed configs: YAML recipes, key=value overrides, clear errors."""
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from recon.config import ConfigError, dump_yaml, load, merge_overrides
+from recon.diffusion import TimestepConfig
+from recon.distill import DistillConfig
+
+
+@dataclass
+class Inner:
+    steps: int = 10
+    sizes: list[int] = field(default_factory=lambda: [64])
+
+
+@dataclass
+class Outer:
+    name: str = "x"
+    mode: Literal["a", "b"] = "a"
+    scale: float | None = None
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: y\ninner:\n  steps: 20\n")
+    cfg = load(Outer, path, ["inner.sizes=[64, 128]", "scale=2", "mode=b"])
+    assert cfg == Outer(name="y", mode="b", scale=2.0, inner=Inner(steps=20, sizes=[64, 128]))
+    assert load(Outer, None, ["scale=null"]).scale is None
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("inner.stepz=3", "inner.stepz"),
+    ("inner.steps=abc", "inner.steps"),
+    ("mode=c", "mode"),
+    ("noequals", "key=value"),
+])
+def test_bad_overrides_name_the_key(override, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        load(Outer, None, [override])
+
+
+def test_distill_config_round_trip(tmp_path):
+    cfg = load(DistillConfig, None, ["method=asd", "timesteps.kind=anneal", "timesteps.t_max=0.9"])
+    assert cfg.method == "asd" and cfg.timesteps == TimestepConfig(kind="anneal", t_max=0.9)
+    path = tmp_path / "distill.yaml"
+    path.write_text(dump_yaml(cfg))
+    assert load(DistillConfig, path) == cfg
+    assert merge_overrides({"a": {"b": 1}}, ["a.c=2"]) == {"a": {"b": 1, "c": 2}}
+
+
+def test_bad_yaml_file_names_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("- a list\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml"):
+        load(Outer, path)
+    with pytest.raises(ConfigError, match=r"missing\.yaml"):
+        load(Outer, tmp_path / "missing.yaml")
