@@ -24,10 +24,18 @@ def atomic_path(target: str | Path, suffix: str | None = None) -> Iterator[Path]
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file 0600; give it the mode a plain open() would (0666 less the umask).
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(target: str | Path, data: bytes) -> Path:

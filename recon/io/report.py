@@ -1,0 +1,335 @@
+"""Per-run report files: contact sheet, turntables, an offline ``index.html`` and the ``run.json`` manifest.
+
+This module takes already rendered frames (arrays); rendering them is the mesh renderer's job. Every
+file goes through :mod:`recon.io.atomic`. The run.json schema is documented in docs/output-format.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import html
+import json
+import platform
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from recon.io.atomic import atomic_path, atomic_write_text
+from recon.io.errors import InputError
+from recon.io.images import file_sha256
+
+RUN_SCHEMA = "recon.run/1"
+DEFAULT_PACKAGES = ("recon", "torch", "numpy", "diffusers", "transformers", "trimesh", "xatlas",
+                    "fast-simplification", "pillow", "opencv-python-headless", "rembg", "onnxruntime",
+                    "nvdiffrast", "diffrp-nvdiffrast")
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3|4) float in [0, 1] or uint8 -> uint8 RGB (alpha composited on white)."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8:
+        a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=-1)
+    if a.shape[-1] == 4:
+        alpha = a[..., 3:].astype(np.float32) / 255
+        a = (a[..., :3] * alpha + 255 * (1 - alpha)).round().astype(np.uint8)
+    return np.ascontiguousarray(a[..., :3])
+
+
+# ----------------------------------------------------------------------------- contact sheet
+def contact_sheet(images: Sequence[np.ndarray], labels: Sequence[str], columns: int | None = None,
+                  label_height: int = 22, pad: int = 4) -> np.ndarray:
+    """K images (H, W, 3) of equal size -> one (rows*(H+label_height+pad)+pad, ...) uint8 RGB sheet.
+
+    Tile k sits at row k // columns, column k % columns (``columns`` defaults to ceil(sqrt(K))), with
+    ``labels[k]`` written in the strip under it; background white.
+    """
+    if not images or len(images) != len(labels):
+        raise ValueError(f"need one label per image, got {len(images)} images and {len(labels)} labels")
+    tiles = [to_uint8(im) for im in images]
+    h, w = tiles[0].shape[:2]
+    if any(t.shape[:2] != (h, w) for t in tiles):
+        raise ValueError("all images of a contact sheet must have the same size")
+    k = len(tiles)
+    cols = columns or int(np.ceil(np.sqrt(k)))
+    rows = int(np.ceil(k / cols))
+    cell_h, cell_w = h + label_height + pad, w + pad
+    sheet = np.full((rows * cell_h + pad, cols * cell_w + pad, 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        y, x = pad + (i // cols) * cell_h, pad + (i % cols) * cell_w
+        sheet[y:y + h, x:x + w] = tile
+    for i, label in enumerate(labels):
+        y, x = pad + (i // cols) * cell_h + h, pad + (i % cols) * cell_w
+        sheet[y:y + label_height, x:x + w] = _label_strip(str(label), w, label_height)
+    return sheet
+
+
+def _label_strip(text: str, width: int, height: int) -> np.ndarray:
+    """(height, width, 3) uint8: black text on white, shrunk to fit and clipped to its own cell."""
+    strip = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    size = max(6, height - 8)
+    font = _font(size)
+    while size > 6 and draw.textlength(text, font=font) > width - 4:
+        size -= 1
+        font = _font(size)
+    draw.text((2, max(0, (height - size) // 2 - 1)), text, fill=(0, 0, 0), font=font)
+    return np.asarray(strip)
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)  # scalable when Pillow has FreeType
+    except TypeError:  # pragma: no cover - Pillow without size support
+        return ImageFont.load_default()
+
+
+def seed_labels(seeds: Sequence[int]) -> list[str]:
+    return [f"#{k}  seed {s}" for k, s in enumerate(seeds)]
+
+
+def write_png(path: str | Path, image: np.ndarray) -> Path:
+    buf = Image.fromarray(to_uint8(image))
+    with atomic_path(path, suffix=".png") as tmp:
+        buf.save(tmp, format="PNG")
+    return Path(path)
+
+
+def write_contact_sheet(path: str | Path, images: Sequence[np.ndarray], seeds: Sequence[int],
+                        columns: int | None = None) -> Path:
+    """PNG contact sheet of the K hypotheses' renders, each labelled with its index and seed."""
+    return write_png(path, contact_sheet(images, seed_labels(seeds), columns))
+
+
+# ----------------------------------------------------------------------------- turntable
+def write_turntable(path: str | Path, frames: Sequence[np.ndarray], fps: float = 12.0) -> Path:
+    """Looping GIF of ``frames`` (each (H, W, 3|4), float [0, 1] or uint8, equal sizes).
+
+    Each frame gets its own adaptive 256-colour palette. (MP4 would need imageio-ffmpeg; GIF plays in
+    every browser and needs nothing.)
+    """
+    if not frames:
+        raise ValueError("a turntable needs at least one frame")
+    if Path(path).suffix.lower() != ".gif":
+        raise ValueError(f"turntables are written as .gif, got {path}")
+    ims = [Image.fromarray(to_uint8(f)) for f in frames]
+    if any(im.size != ims[0].size for im in ims):
+        raise ValueError("all turntable frames must have the same size")
+    pal = [im.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) for im in ims]
+    with atomic_path(path, suffix=".gif") as tmp:
+        pal[0].save(tmp, format="GIF", save_all=True, append_images=pal[1:], loop=0,
+                    duration=round(1000 / fps), disposal=1, optimize=False)
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------- index.html
+@dataclass
+class HypothesisEntry:
+    """One hypothesis in the report; paths relative to the run folder."""
+
+    index: int
+    seed: int
+    turntable: str | None = None
+    meshes: dict[str, str] = field(default_factory=dict)
+
+
+def _relative(ref: str) -> str:
+    """Refuse anything that would make the page reach outside the run folder or the network."""
+    p = Path(ref)
+    if "://" in ref or ref.startswith("//") or p.is_absolute() or ".." in p.parts:
+        raise ValueError(f"report links must be relative paths inside the run folder, got {ref!r}")
+    return html.escape(p.as_posix(), quote=True)
+
+
+def index_html(title: str, hypotheses: Sequence[HypothesisEntry], contact_sheet_path: str | None,
+               run_json: str = "run.json", input_image: str | None = None,
+               summary: dict[str, Any] | None = None) -> str:
+    """A self-contained page (inline CSS, no scripts, no network) showing the run's pictures and files."""
+    t = html.escape(title)
+    parts = [
+        "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{t}</title>",
+        "<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
+        "figure{display:inline-block;margin:0 1em 1em 0;vertical-align:top}"
+        "img{max-width:100%;image-rendering:auto;border:1px solid #ddd}"
+        "table{border-collapse:collapse}td,th{padding:.2em .8em;text-align:left}"
+        "code{background:#f3f3f3;padding:0 .2em}</style></head><body>",
+        f"<h1>{t}</h1>",
+    ]
+    if summary:
+        rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+                       for k, v in summary.items())
+        parts.append(f"<table>{rows}</table>")
+    if input_image:
+        parts.append(f'<h2>Input</h2><img src="{_relative(input_image)}" alt="input image" width="256">')
+    if contact_sheet_path:
+        parts.append(f'<h2>All hypotheses</h2><img src="{_relative(contact_sheet_path)}" '
+                     'alt="contact sheet of all hypotheses">')
+    parts.append("<h2>Hypotheses</h2>")
+    for h in hypotheses:
+        parts.append(f"<figure><figcaption>#{h.index} &middot; seed {h.seed}</figcaption>")
+        if h.turntable:
+            parts.append(f'<img src="{_relative(h.turntable)}" alt="turntable of hypothesis {h.index}" '
+                         'width="256">')
+        links = " ".join(f'<a href="{_relative(p)}">{html.escape(fmt.upper())}</a>'
+                         for fmt, p in h.meshes.items())
+        if links:
+            parts.append(f"<div>{links}</div>")
+        parts.append("</figure>")
+    parts.append(f'<p>Manifest: <a href="{_relative(run_json)}">{html.escape(run_json)}</a> '
+                 f"(reproduce with <code>recon run --from {html.escape(run_json)}</code>)</p>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def write_index_html(path: str | Path, title: str, hypotheses: Sequence[HypothesisEntry],
+                     contact_sheet_path: str | None, run_json: str = "run.json",
+                     input_image: str | None = None, summary: dict[str, Any] | None = None) -> Path:
+    return atomic_write_text(path, index_html(title, hypotheses, contact_sheet_path, run_json,
+                                              input_image, summary))
+
+
+# ----------------------------------------------------------------------------- run.json
+@dataclass
+class StageRecord:
+    """Wall time and prior cost of one pipeline stage."""
+
+    name: str
+    seconds: float = 0.0
+    prior_calls: int = 0
+    prior_evals: int = 0
+
+
+@dataclass
+class RunRecord:
+    """Everything needed to reproduce and audit a run (see docs/output-format.md)."""
+
+    command: str
+    config: dict[str, Any]
+    seeds: list[int]
+    input: dict[str, Any] = field(default_factory=dict)
+    stages: list[StageRecord] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    packages: dict[str, str] = field(default_factory=dict)
+    device: dict[str, Any] = field(default_factory=dict)
+    started: str = ""
+    finished: str = ""
+    schema: str = RUN_SCHEMA
+
+    @contextlib.contextmanager
+    def stage(self, name: str, prior: Any = None) -> Iterator[StageRecord]:
+        """Time a stage; with ``prior`` (anything with ``counter.calls`` / ``counter.evals``) also count
+        the network calls and evaluations it spent."""
+        rec = StageRecord(name)
+        c0 = _counts(prior)
+        t0 = time.perf_counter()
+        try:
+            yield rec
+        finally:
+            rec.seconds = round(time.perf_counter() - t0, 4)
+            c1 = _counts(prior)
+            rec.prior_calls, rec.prior_evals = c1[0] - c0[0], c1[1] - c0[1]
+            self.stages.append(rec)
+
+
+def _counts(prior: Any) -> tuple[int, int]:
+    counter = getattr(prior, "counter", None)
+    if counter is None:
+        return 0, 0
+    return int(counter.calls), int(counter.evals)
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def input_record(path: str | Path) -> dict[str, Any]:
+    """{"path": absolute path, "sha256": hex, "bytes": size} of an input file."""
+    p = Path(path).resolve()
+    return {"path": str(p), "sha256": file_sha256(p), "bytes": p.stat().st_size}
+
+
+def package_versions(names: Sequence[str] = DEFAULT_PACKAGES) -> dict[str, str]:
+    """Installed versions of ``names`` (absent ones omitted), plus Python's."""
+    out = {"python": platform.python_version()}
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
+
+
+def device_info(device: Any = "cpu") -> dict[str, Any]:
+    """Where the run ran: torch device, GPU name and CUDA version when on CUDA, CPU threads, platform."""
+    import torch
+
+    info: dict[str, Any] = {"device": str(device), "platform": platform.platform(),
+                            "machine": platform.machine(), "torch_threads": torch.get_num_threads()}
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(dev)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def run_record_dict(record: RunRecord) -> dict[str, Any]:
+    data = asdict(record)
+    return {"schema": data.pop("schema"), **data}
+
+
+def write_run_json(path: str | Path, record: RunRecord) -> Path:
+    return atomic_write_text(path, json.dumps(run_record_dict(record), indent=2, sort_keys=False,
+                                              default=str) + "\n")
+
+
+_REQUIRED = {"schema": str, "command": str, "config": dict, "seeds": list, "input": dict}
+
+
+def read_run_json(path: str | Path) -> RunRecord:
+    """Load a manifest for ``recon run --from``; a wrong or damaged file is an :class:`InputError`."""
+    path = Path(path)
+    remedy = "pass the run.json that a recon run wrote"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError(path, "no such file", "check the path to run.json") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"not a readable JSON file ({' '.join(str(exc).split())})", remedy) from exc
+    if not isinstance(data, dict):
+        raise InputError(path, "not a recon run manifest (top level is not an object)", remedy)
+    for key, tp in _REQUIRED.items():
+        if not isinstance(data.get(key), tp):
+            raise InputError(path, f"not a recon run manifest (missing or malformed {key!r})", remedy)
+    if data["schema"] != RUN_SCHEMA:
+        raise InputError(path, f"manifest schema {data['schema']!r} is not {RUN_SCHEMA!r}",
+                         "re-run with the recon version that wrote it")
+    stages = [StageRecord(**s) for s in data.get("stages", [])]
+    fields = {k: data[k] for k in ("command", "config", "seeds", "input", "outputs", "packages", "device",
+                                   "started", "finished") if k in data}
+    return RunRecord(stages=stages, **fields)
+
+
+def new_run_record(command: str, config: Any, seeds: Sequence[int], input_path: str | Path | None = None,
+                   device: Any = "cpu", extra_input: dict[str, Any] | None = None) -> RunRecord:
+    """A record with config (via :func:`recon.config.to_dict`), input hash, versions, device and start time."""
+    from recon.config import to_dict
+
+    inp = input_record(input_path) if input_path is not None else {}
+    inp.update(extra_input or {})
+    return RunRecord(command=command, config=to_dict(config), seeds=[int(s) for s in seeds], input=inp,
+                     packages=package_versions(), device=device_info(device), started=now_iso())
+
+
+__all__ = [
+    "RUN_SCHEMA", "HypothesisEntry", "RunRecord", "StageRecord", "contact_sheet", "device_info",
+    "index_html", "input_record", "new_run_record", "package_versions", "read_run_json", "seed_labels",
+    "write_contact_sheet", "write_index_html", "write_png", "write_run_json", "write_turntable",
+]

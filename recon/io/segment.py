@@ -1,0 +1,184 @@
+"""Object mask of a photo: its own alpha channel when that carries one, otherwise rembg.
+
+rembg is an optional extra (``pip install "recon[segment]"``) and is imported only when a photo
+needs it: its first import compiles numba kernels (~35 s on 2 cores, cached after that). Models are
+never downloaded here: the ``.onnx`` file is looked up where rembg keeps it (``$REMBG_HOME``, see
+:func:`rembg_model_candidates`) or given explicitly, and without one the error says which file to
+put where, or to pass an RGBA image instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from recon.io.errors import InputError
+from recon.io.images import LoadedImage
+
+# rembg's single-file local models (name = rembg session name = file stem).
+SegmenterModel = Literal[
+    "u2net", "u2netp", "silueta", "isnet-general-use", "isnet-anime",
+    "birefnet-general", "birefnet-general-lite", "bria-rmbg",
+]
+REMBG_RELEASES = "https://github.com/danielgatis/rembg/releases/tag/v0.0.0"
+
+
+@dataclass
+class SegmentConfig:
+    """``model``: rembg model name (u2net is what the Zero-1-to-3 / threestudio preprocessing uses);
+    ``model_path``: an explicit ``.onnx`` file of that model's architecture (overrides the lookup);
+    ``use_alpha``: take an informative alpha channel as the mask instead of segmenting."""
+
+    model: SegmenterModel = "u2net"
+    model_path: Path | None = None
+    use_alpha: bool = True
+
+
+@dataclass
+class Segmented:
+    """rgb (H, W, 3) float32 in [0, 1]; alpha (H, W) float32 in [0, 1]; source: "alpha" or "rembg:<model>"."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray
+    source: str
+
+
+def alpha_is_informative(alpha: np.ndarray | None) -> bool:
+    """An alpha channel is the mask when some pixel is mostly transparent (a fully opaque one says nothing).
+
+    A fully transparent one counts as informative: it says there is no object, and recentring refuses it.
+    """
+    return alpha is not None and bool((alpha < 0.5).any())
+
+
+def is_flat(rgb: np.ndarray, tol: float = 12.0 / 255.0, fraction: float = 5e-4) -> bool:
+    """True when (nearly) every pixel has the same colour: a blank photo with no object to find.
+
+    Per channel, the spread between the ``fraction`` and ``1 - fraction`` quantiles must stay within
+    ``tol``, so sensor noise and JPEG ringing do not count as an object, while any object covering more
+    than ``fraction`` of the image (recentring's smallest accepted object) does.
+    """
+    flat = rgb.reshape(-1, rgb.shape[-1])
+    if flat.shape[0] > 1_000_000:  # a regular subsample keeps this cheap on large photos
+        flat = flat[:: flat.shape[0] // 1_000_000]
+    lo, hi = np.quantile(flat, [fraction, 1.0 - fraction], axis=0)
+    return bool((hi - lo).max() <= tol)
+
+
+def rembg_model_candidates(model: str, env: dict[str, str] | None = None) -> list[Path]:
+    """Where rembg looks for ``<model>.onnx``, in its order (mirrors ``rembg.sessions.base``).
+
+    ``$U2NET_HOME`` (legacy) wins when set; otherwise ``$REMBG_HOME``, else ``$XDG_DATA_HOME/rembg``,
+    else ``~/.rembg``; the file sits in ``<home>/models/<model>/<model>.onnx``. The old flat layout
+    ``<$U2NET_HOME or $XDG_DATA_HOME or ~>/.u2net/<model>.onnx`` is also read.
+    """
+    env = dict(os.environ) if env is None else env
+    xdg = env.get("XDG_DATA_HOME")
+    legacy = Path(env["U2NET_HOME"]) if env.get("U2NET_HOME") else Path(xdg or "~") / ".u2net"
+    if env.get("U2NET_HOME"):
+        home = legacy
+    else:
+        home = Path(env["REMBG_HOME"]) if env.get("REMBG_HOME") else (
+            Path(xdg) / "rembg" if xdg else Path("~") / ".rembg")
+    fname = f"{model}.onnx"
+    return [(home / "models" / model / fname).expanduser(), (legacy / fname).expanduser()]
+
+
+def resolve_rembg_model(image_path: Path, model: str, model_path: Path | None = None,
+                        env: dict[str, str] | None = None) -> Path:
+    """The ``.onnx`` file to use, or :class:`InputError` saying how to get one."""
+    if model_path is not None:
+        model_path = Path(model_path).expanduser()
+        if not model_path.is_file():
+            raise InputError(model_path, "segmentation model file not found",
+                             f"pass the path of a rembg {model} .onnx file, or pass an RGBA image "
+                             "whose alpha channel is the object mask")
+        return model_path
+    candidates = rembg_model_candidates(model, env)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise InputError(
+        image_path,
+        f"has no alpha channel to use as the object mask and the background-removal model {model}.onnx "
+        f"is not on this machine (looked for {candidates[0]})",
+        f"download {model}.onnx from {REMBG_RELEASES} into {candidates[0].parent} (or set REMBG_HOME), "
+        "pass --segmenter-model PATH, or pass an RGBA image whose alpha channel is the mask")
+
+
+class RembgSegmenter:
+    """A loaded rembg model; call it on (H, W, 3) float RGB to get an (H, W) float mask in [0, 1].
+
+    Build it once per run: loading the model is the slow part. The session reads exactly ``model_file``
+    (rembg's own lookup, which would try to download a missing model, is bypassed).
+    """
+
+    def __init__(self, model: str, model_file: Path):
+        try:
+            import onnxruntime as ort
+            from rembg.sessions import sessions
+        except ImportError as exc:
+            raise InputError(model_file, f"rembg is not installed ({exc.name} missing)",
+                             'pip install "recon[segment]", or pass an RGBA image whose alpha channel '
+                             "is the mask") from exc
+        if model not in sessions:
+            raise InputError(model_file, f"rembg has no model named {model!r}",
+                             f"choose one of {', '.join(sorted(sessions))}")
+        base = sessions[model]
+        fixed = str(model_file)
+        local = type(f"Local{base.__name__}", (base,),
+                     {"download_models": classmethod(lambda cls, *a, **k: fixed)})
+        try:
+            self.session = local(model, ort.SessionOptions())
+        except Exception as exc:  # onnxruntime raises its own types for unreadable or wrong models
+            raise InputError(model_file, f"cannot load this segmentation model ({_short(exc)})",
+                             f"replace it with the {model}.onnx file from {REMBG_RELEASES}") from exc
+        self.model = model
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        pil = Image.fromarray((np.clip(rgb, 0, 1) * 255).round().astype(np.uint8), "RGB")
+        mask = self.session.predict(pil)[0]
+        out = np.asarray(mask.convert("L"), dtype=np.float32) / 255.0
+        return np.nan_to_num(out, nan=0.0)
+
+
+def segment(image: LoadedImage, config: SegmentConfig | None = None,
+            segmenter: RembgSegmenter | None = None) -> Segmented:
+    """The image with an object mask.
+
+    Uses the image's alpha when informative (see :func:`alpha_is_informative`); else runs ``segmenter``
+    (built from ``config`` when not given). A single-colour image is refused before any model loads.
+    """
+    config = config or SegmentConfig()
+    if config.use_alpha and alpha_is_informative(image.alpha):
+        return Segmented(rgb=image.rgb, alpha=image.alpha, source="alpha")
+    if is_flat(image.rgb):
+        raise InputError(image.path, "the image is a single flat colour, with no object to segment",
+                         "photograph the object against a contrasting background, or pass an RGBA "
+                         "image whose alpha channel is the mask")
+    if segmenter is None:
+        segmenter = make_segmenter(image.path, config)
+    return Segmented(rgb=image.rgb, alpha=segmenter(image.rgb), source=f"rembg:{segmenter.model}")
+
+
+def make_segmenter(image_path: Path, config: SegmentConfig,
+                   env: dict[str, str] | None = None) -> RembgSegmenter:
+    """Resolve the model file (no download) and load it."""
+    if importlib.util.find_spec("rembg") is None or importlib.util.find_spec("onnxruntime") is None:
+        raise InputError(image_path, "has no alpha channel to use as the object mask and background removal "
+                         "(rembg) is not installed",
+                         'pip install "recon[segment]" and add a model (see docs/output-format.md), or pass '
+                         "an RGBA image whose alpha channel is the mask")
+    model_file = resolve_rembg_model(image_path, config.model, config.model_path, env)
+    return RembgSegmenter(config.model, model_file)
+
+
+def _short(exc: BaseException) -> str:
+    return (" ".join(str(exc).split()) or type(exc).__name__)[:160]

@@ -1,0 +1,46 @@
+"""Atomic save / load of stage checkpoints (a dict of tensors, numbers, strings, lists and dicts).
+
+Files are written with ``torch.save`` to a temporary file beside the target and renamed over it, so a crash
+leaves the previous checkpoint intact. Loading uses ``weights_only=True``: a checkpoint can hold data only,
+never code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from recon.io.atomic import atomic_path
+
+FORMAT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable, or from another stage / format."""
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any], stage: str) -> Path:
+    """Write ``state`` for ``stage`` atomically to ``path``; returns the path."""
+    payload = {"format": FORMAT_VERSION, "stage": stage, "state": state}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | Path, stage: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The state saved by :func:`save_checkpoint` for ``stage``; CheckpointError with one clear line otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint there; start without --resume or give the right file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for truncated / foreign files
+        raise CheckpointError(f"{path}: not a readable recon checkpoint ({type(err).__name__}); "
+                              "delete it to start over") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION or "state" not in payload:
+        raise CheckpointError(f"{path}: not a recon checkpoint of format {FORMAT_VERSION}; delete it to start over")
+    if payload.get("stage") != stage:
+        raise CheckpointError(f"{path}: a checkpoint of stage {payload.get('stage')!r}, expected {stage!r}")
+    return payload["state"]

@@ -1,0 +1,256 @@
+"""Stage 2: refine a DMTet surface with photometric targets and/or a guidance loss.
+
+Each step extracts the mesh by marching tetrahedra, renders it through a rasteriser backend with colour from
+``color_fn`` at every covered pixel's surface point, and minimises
+
+    w_rgb * MSE(rgb, target rgb) + w_mask * MSE(alpha, target mask)          (photometric, target views)
+  + w_guidance * guidance(rgb of random views, step)                        (e.g. the distiller's loss;
+                                                                              the views: guidance_cameras)
+  + w_normal_consistency * normal_consistency + w_laplacian * laplacian      (on the extracted mesh)
+
+with Adam over the SDF and the deformation. Colour: ``color_fn`` is the stage-1 colour field. It is
+**frozen by default** (stage 2 refines geometry; the colour is read at the refined surface points and
+gradients still flow through the points into the geometry); with ``finetune_color=True`` and a
+``torch.nn.Module`` colour field its parameters are optimised too, at ``lr_color``.
+
+Randomness (which target views, which random cameras) comes from one ``torch.Generator`` seeded by
+``config.seed``; :meth:`Stage2.state_dict` holds everything needed to resume bit-identically on the CPU:
+parameters, optimiser moments, step, that generator's state and torch's global RNG state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as nnf
+
+from recon.pipeline.checkpoint import load_checkpoint, save_checkpoint
+from recon.render.backend import RasterBackend
+from recon.render.cameras import DEFAULT_DISTANCE, DEFAULT_FOVY, Cameras, random_cameras
+from recon.render.mesh_render import MeshRender, render_mesh
+from recon.scene.dmtet import DMTet
+from recon.scene.mesh import Mesh
+from recon.scene.mesh_regularizers import laplacian_smoothness, normal_consistency
+
+STAGE = "stage2_dmtet"
+
+ColorFn = Callable[[torch.Tensor], torch.Tensor]  # points (N, 3) -> colours (N, 3) in [0, 1]
+GuidanceFn = Callable[[torch.Tensor, int], torch.Tensor]  # rgb (B, 3, H, W) in [0, 1], step -> scalar loss
+
+
+@dataclass
+class Stage2Config:
+    steps: int = 200
+    tet_resolution: int = 64
+    grid_radius: float = 1.0
+    deform_fraction: float = 0.5
+    lr_sdf: float = 0.01
+    lr_deform: float = 0.01
+    lr_color: float = 1e-3
+    finetune_color: bool = False
+    resolution: int = 128  # render size of guidance views (target views render at their own size)
+    target_views_per_step: int = 4
+    guidance_views_per_step: int = 4
+    elevation_range: tuple[float, float] = (-10.0, 45.0)
+    azimuth_range: tuple[float, float] = (-180.0, 180.0)
+    distance: float = DEFAULT_DISTANCE
+    fovy: float = DEFAULT_FOVY
+    background: float = 1.0
+    w_rgb: float = 1.0
+    w_mask: float = 1.0
+    w_guidance: float = 1.0
+    w_normal_consistency: float = 0.1
+    w_laplacian: float = 0.0
+    seed: int = 0
+    checkpoint_every: int = 0  # 0 = only at the end of the stage
+
+
+@dataclass
+class ViewTargets:
+    """N target views: cameras (N), rgb (N, 3, H, W) in [0, 1] and/or mask (N, 1, H, W) in [0, 1], row 0 = top.
+
+    Where a mask is given, the target rgb is composited over the stage's background with it, so the targets'
+    own background does not matter.
+    """
+
+    cameras: Cameras
+    rgb: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.rgb is None and self.mask is None:
+            raise ValueError("view targets need rgb, mask or both")
+        n = len(self.cameras)
+        for name, t in (("rgb", self.rgb), ("mask", self.mask)):
+            if t is not None and (t.dim() != 4 or t.shape[0] != n):
+                raise ValueError(f"target {name} must be (N={n}, C, H, W), got {tuple(t.shape)}")
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        t = self.rgb if self.rgb is not None else self.mask
+        return int(t.shape[2]), int(t.shape[3])
+
+
+class Stage2:
+    """One stage-2 optimisation of a :class:`DMTet` (already initialised, e.g. ``init_from_density``)."""
+
+    def __init__(
+        self,
+        config: Stage2Config,
+        geometry: DMTet,
+        color_fn: ColorFn,
+        backend: RasterBackend,
+        targets: ViewTargets | None = None,
+        guidance: GuidanceFn | None = None,
+    ):
+        if targets is None and guidance is None:
+            raise ValueError("stage 2 needs photometric targets, a guidance loss, or both")
+        self.config = config
+        self.geometry = geometry
+        self.color_fn = color_fn
+        self.backend = backend
+        self.targets = targets
+        self.guidance = guidance
+        self.step = 0
+        self.generator = torch.Generator().manual_seed(config.seed)
+        groups = [
+            {"params": [geometry.sdf], "lr": config.lr_sdf},
+            {"params": [geometry.deform], "lr": config.lr_deform},
+        ]
+        self._color_module = None
+        if config.finetune_color:
+            if not isinstance(color_fn, torch.nn.Module):
+                raise ValueError("finetune_color needs a torch.nn.Module colour field")
+            self._color_module = color_fn
+            groups.append({"params": list(color_fn.parameters()), "lr": config.lr_color})
+        self.optimizer = torch.optim.Adam(groups)
+        self.history: list[dict[str, float]] = []
+        self.guidance_cameras: Cameras | None = None  # the random views of the latest guidance call
+
+    # ----------------------------------------------------------------- rendering
+    def render(self, mesh: Mesh, cameras: Cameras, resolution: tuple[int, int]) -> MeshRender:
+        return render_mesh(mesh, cameras, self.backend, resolution, color_fn=self.color_fn,
+                           background=self.config.background)
+
+    def _photometric(self, mesh: Mesh) -> dict[str, torch.Tensor]:
+        t = self.targets
+        n = len(t.cameras)
+        k = min(self.config.target_views_per_step, n)
+        idx = torch.randperm(n, generator=self.generator)[:k].sort().values
+        device = mesh.vertices.device
+        out = self.render(mesh, t.cameras[idx].to(device=device), t.resolution)
+        losses = {}
+        if t.mask is not None:
+            mask = t.mask[idx].to(device=device, dtype=out.alpha.dtype)
+            losses["mask"] = nnf.mse_loss(out.alpha, mask)
+        if t.rgb is not None:
+            rgb = t.rgb[idx].to(device=device, dtype=out.rgb.dtype)
+            if t.mask is not None:
+                rgb = rgb * mask + self.config.background * (1 - mask)
+            losses["rgb"] = nnf.mse_loss(out.rgb, rgb)
+        return losses
+
+    def _guided(self, mesh: Mesh) -> torch.Tensor:
+        c = self.config
+        cams = random_cameras(c.guidance_views_per_step, self.generator, c.elevation_range, c.azimuth_range,
+                              (c.distance, c.distance), (c.fovy, c.fovy), c.resolution)
+        # Camera-conditioned guidance (e.g. Zero-1-to-3's relative pose) reads them from here.
+        self.guidance_cameras = cams
+        out = self.render(mesh, cams.to(device=mesh.vertices.device), (c.resolution, c.resolution))
+        return self.guidance(out.rgb, self.step)
+
+    # ------------------------------------------------------------------ training
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step; returns the weighted loss terms as floats."""
+        c = self.config
+        mesh = self.geometry.extract()
+        if mesh.num_faces == 0:
+            raise RuntimeError(f"stage 2: the DMTet surface vanished at step {self.step} (every SDF value has "
+                               "one sign); lower the learning rates or check the stage-1 density threshold")
+        terms: dict[str, torch.Tensor] = {}
+        if self.targets is not None:
+            photo = self._photometric(mesh)
+            if "rgb" in photo:
+                terms["rgb"] = c.w_rgb * photo["rgb"]
+            if "mask" in photo:
+                terms["mask"] = c.w_mask * photo["mask"]
+        if self.guidance is not None:
+            terms["guidance"] = c.w_guidance * self._guided(mesh)
+        if c.w_normal_consistency:
+            terms["normal_consistency"] = c.w_normal_consistency * normal_consistency(mesh.vertices, mesh.faces)
+        if c.w_laplacian:
+            terms["laplacian"] = c.w_laplacian * laplacian_smoothness(mesh.vertices, mesh.faces)
+        loss = sum(terms.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        record = {k: float(v.detach()) for k, v in terms.items()}
+        record["loss"] = float(loss.detach())
+        self.history.append(record)
+        return record
+
+    def run(self, steps: int | None = None, checkpoint_path: str | Path | None = None,
+            callback: Callable[[int, dict[str, float]], None] | None = None) -> Mesh:
+        """Train until ``steps`` (default config.steps) total steps; checkpoint every ``checkpoint_every``
+        steps and at the end when a path is given. Returns :meth:`mesh`."""
+        total = self.config.steps if steps is None else steps
+        while self.step < total:
+            record = self.train_step()
+            if callback is not None:
+                callback(self.step, record)
+            every = self.config.checkpoint_every
+            if checkpoint_path is not None and every and self.step % every == 0 and self.step < total:
+                self.save(checkpoint_path)
+        if checkpoint_path is not None:
+            self.save(checkpoint_path)
+        return self.mesh()
+
+    @torch.no_grad()
+    def mesh(self, with_colors: bool = True) -> Mesh:
+        """The current surface, detached, with vertex colours from ``color_fn`` (clamped to [0, 1])."""
+        m = self.geometry.extract()
+        verts = m.vertices.detach()
+        colors = None
+        if with_colors and verts.shape[0]:
+            colors = self.color_fn(verts).clamp(0, 1)
+        return Mesh(vertices=verts, faces=m.faces, vertex_colors=colors)
+
+    # --------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        state = {
+            "step": self.step,
+            "geometry": {k: v.detach().clone() for k, v in self.geometry.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "config": asdict(self.config),
+            "history": list(self.history),
+        }
+        if self._color_module is not None:
+            state["color"] = self._color_module.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state["config"]
+        for key in ("tet_resolution", "grid_radius", "deform_fraction", "finetune_color"):
+            if saved[key] != getattr(self.config, key):
+                raise ValueError(f"checkpoint has {key}={saved[key]!r}, this run {getattr(self.config, key)!r}")
+        self.geometry.load_state_dict(state["geometry"])
+        if self._color_module is not None:
+            self._color_module.load_state_dict(state["color"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step = int(state["step"])
+        self.history = list(state.get("history", []))
+
+    def save(self, path: str | Path) -> Path:
+        return save_checkpoint(path, self.state_dict(), STAGE)
+
+    def load(self, path: str | Path) -> None:
+        self.load_state_dict(load_checkpoint(path, STAGE))
