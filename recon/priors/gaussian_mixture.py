@@ -24,6 +24,28 @@ from recon.priors.base import Condition, Prior
 from recon.priors.pictures import pictures
 
 
+def mixture_eps(x: torch.Tensor, alpha: torch.Tensor, means: torch.Tensor, stds: torch.Tensor,
+                log_weights: torch.Tensor) -> torch.Tensor:
+    """Exact ε̂ of a Gaussian mixture under the VP forward process, per row.
+
+    Args:
+        x: (N, D) noisy samples x_t.
+        alpha: (N,) ᾱ_t of each row.
+        means: (N, K, D) component means μ_k seen by each row.
+        stds: (K,) component standard deviations s_k.
+        log_weights: (N, K) log mixture weights (normalised or not).
+    Returns:
+        (N, D) ε̂ = √(1 − ᾱ) Σ_k r_k (x − √ᾱ μ_k) / (ᾱ s_k² + 1 − ᾱ).
+    """
+    a = alpha.reshape(-1, 1)  # (N, 1)
+    var = a * stds.unsqueeze(0) ** 2 + (1 - a)  # (N, K)
+    diff = x.unsqueeze(1) - a.sqrt().unsqueeze(2) * means  # (N, K, D)
+    sq = diff.pow(2).sum(-1)  # (N, K)
+    logits = log_weights - 0.5 * sq / var - 0.5 * x.shape[1] * var.log()
+    resp = torch.softmax(logits, dim=1)  # (N, K)
+    return (1 - a).sqrt() * (resp.unsqueeze(2) * diff / var.unsqueeze(2)).sum(1)
+
+
 class GaussianMixturePrior(Prior):
     """Closed-form ε̂ of Σ_k w_k N(μ_k, s_k² I), batched, any sample shape.
 
@@ -94,20 +116,12 @@ class GaussianMixturePrior(Prior):
         return Condition(tensors={"log_weights": log_w.expand(batch, -1).clone()}, tags=(tag,) * batch)
 
     def _model_eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: Condition, uncond: torch.Tensor) -> torch.Tensor:
-        dtype = x_t.dtype
-        x = x_t.reshape(x_t.shape[0], -1).to(torch.float64)  # (N, D)
-        mu = self.means.reshape(self.num_modes, -1).to(x.device)  # (K, D)
-        a = self.schedule.alpha(t.cpu()).to(x.device).unsqueeze(1)  # (N, 1)
-        var = a * self.stds.to(x.device).unsqueeze(0) ** 2 + (1 - a)  # (N, K)
-        diff = x.unsqueeze(1) - a.sqrt().unsqueeze(2) * mu.unsqueeze(0)  # (N, K, D)
-        sq = diff.pow(2).sum(-1)  # (N, K)
-        d = x.shape[1]
+        x = x_t.reshape(x_t.shape[0], -1).to(torch.float64)
+        a = self.schedule.alpha(t.cpu()).to(x.device)
         log_w = torch.where(uncond.unsqueeze(1).to(x.device), self.log_weights.to(x.device),
                             cond.tensors["log_weights"].to(x.device))
-        logits = log_w - 0.5 * sq / var - 0.5 * d * var.log()
-        resp = torch.softmax(logits, dim=1)  # (N, K)
-        eps = (1 - a).sqrt() * (resp.unsqueeze(2) * diff / var.unsqueeze(2)).sum(1)
-        return eps.reshape(x_t.shape).to(dtype)
+        means = self.means.reshape(1, self.num_modes, -1).to(x.device).expand(x.shape[0], -1, -1)
+        return mixture_eps(x, a, means, self.stds.to(x.device), log_w).reshape(x_t.shape).to(x_t.dtype)
 
     # -- analysis helpers for tests and reports
     def nearest_mode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
