@@ -37,7 +37,8 @@ class TrajectoryCache:
         prior: the noise predictor.
         grid: the DDIM grid (e.g. 10 steps over [999 → 0]).
         guidance_scale: CFG scale along the ODE (None: the prior's default).
-        camera_bin: condition cameras are rounded to this for the key (0 = exact camera).
+        camera_bin: condition cameras are rounded to this for the key (0 = exact camera); a binned
+            trajectory is conditioned on the bin centre when the condition can be rebuilt there.
         enabled: False recomputes every trajectory from scratch at each request, which is what
             the DSD authors' implementation does; kept for the cost benchmark.
         max_entries: least-recently-used trajectories beyond this are dropped.
@@ -91,7 +92,7 @@ class TrajectoryCache:
         for i, key in enumerate(keys):
             traj = self._store.get(key)
             if traj is None:
-                traj = Trajectory(cond=cond.select([i]), x=[eps_star[i : i + 1]])
+                traj = Trajectory(cond=cond.row_for_trajectory(i, self.camera_bin), x=[eps_star[i : i + 1]])
                 self._store[key] = traj
             self._store.move_to_end(key)
             need[key] = max(need.get(key, -1), int(levels[i]))

@@ -11,7 +11,7 @@ batched call; :class:`EvalCounter` counts calls and rows so distillers can repor
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,15 +44,19 @@ class Condition:
         tensors: per-row tensors, each (B, ...), in the layout the prior's network wants.
         tags: per-row identity of everything except the camera (prompt, input image), used as part
             of trajectory-cache keys.
-        cameras: (B, P) continuous pose parameters in degrees / scene units, or None. Trajectory
-            caches bin these (see :meth:`cache_keys`).
+        cameras: (B, P) continuous pose parameters, or None: (elevation°, azimuth°, distance) for the
+            camera-conditioned priors. Trajectory caches bin the two angles (see :meth:`cache_keys`).
         shared: un-batched extras (e.g. an encoded input image shared by every row).
+        rebuild: for camera-conditioned priors, ``rebuild(cameras (N, P)) -> Condition`` gives the same
+            condition at other cameras; trajectory caches use it to condition a camera bin's ODE on the
+            bin centre, so cached trajectories never depend on which camera reached a bin first.
     """
 
     tensors: dict[str, torch.Tensor]
     tags: tuple[Hashable, ...]
     cameras: torch.Tensor | None = None
     shared: dict[str, Any] = field(default_factory=dict)
+    rebuild: Callable[[torch.Tensor], Condition] | None = None
 
     def __post_init__(self) -> None:
         for name, value in self.tensors.items():
@@ -73,6 +77,7 @@ class Condition:
             tags=tuple(self.tags[i] for i in rows),
             cameras=None if self.cameras is None else self.cameras[idx.to(self.cameras.device)],
             shared=self.shared,
+            rebuild=self.rebuild,
         )
 
     def repeat(self, n: int) -> Condition:
@@ -90,16 +95,32 @@ class Condition:
             tags=tuple(tag for c in conditions for tag in c.tags),
             cameras=cams,
             shared=first.shared,
+            rebuild=first.rebuild,
         )
+
+    def binned_cameras(self, camera_bin: float) -> torch.Tensor | None:
+        """(B, P) cameras with the two angle columns rounded to multiples of ``camera_bin`` degrees
+        (unchanged when 0); other columns (distance) are kept."""
+        if self.cameras is None:
+            return None
+        cams = self.cameras.detach().to("cpu", torch.float64).clone()
+        if camera_bin > 0:
+            cams[:, :2] = torch.round(cams[:, :2] / camera_bin) * camera_bin
+        return cams
 
     def cache_keys(self, camera_bin: float = 0.0) -> list[Hashable]:
         """Per-row trajectory-cache key: (tag, camera rounded to ``camera_bin``; exact when 0)."""
-        if self.cameras is None:
+        cams = self.binned_cameras(camera_bin)
+        if cams is None:
             return [(tag,) for tag in self.tags]
-        cams = self.cameras.detach().to("cpu", torch.float64)
-        if camera_bin > 0:
-            cams = torch.round(cams / camera_bin) * camera_bin
         return [(tag, tuple(round(float(v), 9) for v in row)) for tag, row in zip(self.tags, cams)]
+
+    def row_for_trajectory(self, i: int, camera_bin: float) -> Condition:
+        """Row i as the condition of its trajectory: at the bin centre when binned and rebuildable."""
+        if camera_bin > 0 and self.cameras is not None and self.rebuild is not None:
+            centre = self.binned_cameras(camera_bin)[i : i + 1].to(self.cameras.dtype)
+            return self.rebuild(centre)
+        return self.select([i])
 
 
 class Prior(ABC):

@@ -176,15 +176,17 @@ class DiffusersUNetPrior(Prior):
 
     # -- model space
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> model space, resized to the prior's image size, differentiable."""
+        """(B, 3, H, W) in [0, 1] -> model space, resized to the prior's image size, differentiable.
+
+        Returned in the images' dtype (the network may run in half precision)."""
         size = self.image_size
         x = images.to(self.device, self.dtype)
         if x.shape[-1] != size or x.shape[-2] != size:
             x = F.interpolate(x, (size, size), mode="bilinear", align_corners=False, antialias=True)
         x = x * 2 - 1
         if self.vae is None:
-            return x
-        return self.vae.encode(x).latent_dist.mean * self.vae_scaling_factor
+            return x.to(images.dtype)
+        return (self.vae.encode(x).latent_dist.mean * self.vae_scaling_factor).to(images.dtype)
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         if self.vae is None:

@@ -32,7 +32,7 @@ from recon.diffusion.schedule import NoiseSchedule
 from recon.priors.base import Condition, Prior
 from recon.priors.gaussian_mixture import mixture_eps
 from recon.render.backend import RasterBackend
-from recon.render.cameras import DEFAULT_DISTANCE, DEFAULT_FOVY, camera_batch
+from recon.render.cameras import DEFAULT_DISTANCE, DEFAULT_FOVY, camera_batch, to_clip
 from recon.render.mesh_render import render_mesh
 from recon.scene.toy_world import LibraryShape, build_library, default_library_path, load_library
 
@@ -42,13 +42,13 @@ class LibraryPriorConfig:
     """image_size: render side (model space is (3, S, S)); std: per-pixel std s of each component;
     input_std: σ_in, how sharply the input view selects shapes; border_ratio: recentring convention
     (as ``recon.io.recentre``); render_bin_deg: cameras are snapped to this grid for rendering
-    (0 = exact); guidance_scale: default CFG (threestudio's Zero-1-to-3 default is 3)."""
+    (0 = exact; 2° moves a 64² render by under half a pixel and lets renders be reused); guidance_scale: default CFG (threestudio's Zero-1-to-3 default is 3)."""
 
     image_size: int = 64
     std: float = 0.05
     input_std: float = 0.1
     border_ratio: float = 0.2
-    render_bin_deg: float = 0.0
+    render_bin_deg: float = 2.0
     fovy: float = DEFAULT_FOVY
     guidance_scale: float = 3.0
     max_cached_views: int = 2048
@@ -142,7 +142,7 @@ class LibraryPrior(Prior):
         if missing:
             cams = torch.tensor(list(missing), dtype=torch.float32)
             cam = camera_batch(cams[:, 0], cams[:, 1], cams[:, 2], self.config.fovy, self.config.image_size)
-            per_shape = [render_mesh(s.mesh, cam, self.backend).rgb for s in self.shapes]  # M x (n, 3, S, S)
+            per_shape = [self._colour(s.mesh, cam) for s in self.shapes]  # M x (n, 3, S, S)
             stack = torch.stack(per_shape, dim=1) * 2 - 1  # (n, M, 3, S, S)
             for i, key in enumerate(missing):
                 self._views[key] = stack[i].detach()
@@ -152,6 +152,18 @@ class LibraryPrior(Prior):
         while len(self._views) > self.config.max_cached_views:
             self._views.popitem(last=False)
         return torch.stack(out)
+
+    def _colour(self, mesh, cam) -> torch.Tensor:
+        """(n, 3, S, S) antialiased vertex-colour render on white, rows top-first; colour only (the
+        mixture means need no depth, normals or positions, which ``render_mesh`` also computes)."""
+        size = self.config.image_size
+        clip = to_clip(mesh.vertices, cam.mvp.to(mesh.vertices))
+        rast, _ = self.backend.rasterize(clip, mesh.faces, (size, size))
+        colour, _ = self.backend.interpolate(mesh.vertex_colors, rast, mesh.faces)
+        covered = rast[..., 3:4] > 0
+        rgb = torch.where(covered, colour, torch.ones_like(colour))
+        rgb = self.backend.antialias(rgb.contiguous(), rast, clip, mesh.faces)
+        return rgb.flip(1).permute(0, 3, 1, 2)
 
     def _key(self, camera: torch.Tensor) -> tuple[float, float, float]:
         elev, azim, dist = (float(v) for v in camera)
@@ -196,9 +208,13 @@ class LibraryPrior(Prior):
             log_w, tag = torch.full((m,), -math.log(m)), "uniform"
         else:
             log_w, tag = self.log_weights(image), _image_tag(image)
+        return self._condition(log_w, tag, camera)
+
+    def _condition(self, log_w: torch.Tensor, tag: str, camera: torch.Tensor) -> Condition:
         b = camera.shape[0]
         return Condition(tensors={"log_weights": log_w.expand(b, -1).clone(), "camera": camera.clone()},
-                         tags=(tag,) * b, cameras=camera.clone())
+                         tags=(tag,) * b, cameras=camera.clone(),
+                         rebuild=lambda cams: self._condition(log_w, tag, cams.to(torch.float32)))
 
     def _model_eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: Condition, uncond: torch.Tensor) -> torch.Tensor:
         x = x_t.reshape(x_t.shape[0], -1).to(torch.float64)
@@ -217,7 +233,20 @@ class LibraryPrior(Prior):
             images = F.interpolate(images, (s, s), mode="bilinear", align_corners=False, antialias=True)
         return images * 2 - 1
 
-    # -- for tests and the benchmark
+    # -- for tests, examples and the benchmark
+    @torch.no_grad()
+    def input_view(self, name: str, size: int = 256) -> torch.Tensor:
+        """(4, size, size) RGBA in [0, 1] of shape ``name`` from the reference view (straight alpha)."""
+        shape = next((s for s in self.shapes if s.name == name), None)
+        if shape is None:
+            raise KeyError(f"no shape {name!r} in this library ({', '.join(self.names)})")
+        elev, azim, dist = self.reference
+        cam = camera_batch(torch.tensor([elev]), torch.tensor([azim]), dist, self.config.fovy, size)
+        out = render_mesh(shape.mesh, cam, self.backend, background=0.0)
+        alpha = out.alpha[0].clamp(0, 1)
+        rgb = torch.where(alpha > 0, out.rgb[0] / alpha.clamp(min=1e-6), torch.ones_like(out.rgb[0]))
+        return torch.cat([rgb.clamp(0, 1), alpha])
+
     def posterior(self, image: torch.Tensor) -> dict[str, float]:
         """Shape name -> weight given the input view."""
         return dict(zip(self.names, self.log_weights(image).exp().tolist()))

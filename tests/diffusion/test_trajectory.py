@@ -51,3 +51,21 @@ def test_cache_is_bounded():
     for k in range(6):
         cache.eps_at([0], eps, [k], prior.condition())
     assert len(cache) == 3
+
+
+def test_binned_trajectory_is_conditioned_on_the_bin_centre():
+    from recon.priors.library import LibraryPrior, LibraryPriorConfig
+    from recon.render.cpu import CpuRasterizer
+
+    prior = LibraryPrior.from_folder(None, CpuRasterizer(), LibraryPriorConfig(image_size=16))
+    grid = DDIMGrid.make(prior.schedule, 4)
+    eps = torch.randn(1, *prior.sample_shape)
+
+    def first_eps(camera):
+        cache = TrajectoryCache(prior, grid, 3.0, camera_bin=10.0)
+        return cache.eps_at([1], eps, ["h"], prior.condition(camera=torch.tensor([camera])))
+
+    # 21° and 24° azimuth share the 20° bin: whichever comes first, the trajectory is the bin centre's.
+    a, b = first_eps([0.0, 21.0, 3.8]), first_eps([0.0, 24.0, 3.8])
+    centre = TrajectoryCache(prior, grid, 3.0).eps_at([1], eps, ["h"], prior.condition(camera=torch.tensor([[0.0, 20.0, 3.8]])))
+    assert torch.equal(a, b) and torch.equal(a, centre)

@@ -1,0 +1,111 @@
+"""``recon models list|pull|verify``: the model zoo from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from recon.cli.common import fail
+
+
+@click.group()
+def models() -> None:
+    """Known diffusion priors: which are on this machine, fetch them, check them.
+
+    Models are looked for in an explicit folder, then $RECON_MODELS/<name>/, then the Hugging Face cache.
+    """
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n} B"
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def list_models(as_json: bool) -> None:
+    """Known models, whether each is on this machine, and where."""
+    from recon.priors.zoo import ZooError, load_zoo, locate, models_dir
+
+    try:
+        zoo = load_zoo()
+        rows = []
+        for entry in zoo.entries:
+            places = locate(entry)
+            rows.append({
+                "name": entry.name, "kind": entry.kind + (f" ({entry.variant})" if entry.variant else ""),
+                "hub_id": entry.hub_id, "revision": entry.revision, "licence": entry.licence, "size": entry.size,
+                "present": bool(places), "path": str(places[0].path) if places else None,
+                "source": places[0].source if places else None, "description": entry.description,
+            })
+    except ZooError as exc:
+        fail(str(exc))
+        return
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    root = models_dir()
+    click.echo(f"RECON_MODELS: {root if root is not None else '(not set)'}")
+    for row in rows:
+        label = {"recon_models": "$RECON_MODELS", "hf_cache": "Hugging Face cache"}.get(row["source"], "")
+        where = f"present in {label}: {row['path']}" if row["present"] else "not on this machine"
+        click.echo(f"{row['name']:<15} {row['kind']:<32} {row['size']:<20} {where}")
+        click.echo(f"{'':<15} {row['hub_id']}@{row['revision'][:12]}  licence: {row['licence']}")
+
+
+@models.command()
+@click.argument("name")
+@click.option("--to", "dest", type=click.Path(path_type=Path), default=None,
+              help="Download into this folder (default: $RECON_MODELS/NAME, else the Hugging Face cache).")
+@click.option("--force", is_flag=True, help="Download even if a verified copy is already present.")
+def pull(name: str, dest: Path | None, force: bool) -> None:
+    """Download model NAME from the Hugging Face hub (resumable) and verify it."""
+    from recon.priors.weights import WeightsError, verify_folder
+    from recon.priors.zoo import ZooError, load_zoo, locate
+    from recon.priors.zoo import pull as pull_model
+
+    try:
+        entry = load_zoo().get(name)
+        if not force:
+            for place in locate(entry):
+                try:
+                    verify_folder(place.path, entry.kind)
+                except WeightsError:
+                    continue  # an incomplete copy: download over it
+                click.echo(f"{name} is already present and verified: {place.path}")
+                return
+        click.echo(f"downloading {name} ({entry.size}) from {entry.hub_id}@{entry.revision}; licence: {entry.licence}")
+        path = pull_model(entry, dest)
+    except ZooError as exc:
+        fail(str(exc))
+        return
+    click.echo(f"{name}: downloaded and verified at {path}")
+
+
+@models.command()
+@click.argument("name_or_path")
+@click.option("--kind", type=click.Choice(["stable-diffusion", "zero123", "mvdream"]), default=None,
+              help="Model kind of a folder (default: from the zoo entry, else from the folder's layout).")
+def verify(name_or_path: str, kind: str | None) -> None:
+    """Check a model (zoo NAME or folder PATH): files present, safetensors only, shapes match."""
+    from recon.priors.weights import WeightsError, verify_folder
+    from recon.priors.zoo import ZooError, resolve
+
+    try:
+        resolved = resolve(name_or_path)
+        chosen = kind or (resolved.entry.kind if resolved.entry else None)
+        report = verify_folder(resolved.path, chosen)  # type: ignore[arg-type]
+    except (ZooError, WeightsError) as exc:
+        fail(str(exc))
+        return
+    click.echo(f"{report.root}: {report.kind}, {_human(report.total_bytes)} of weights")
+    for comp in report.components:
+        detail = f"{comp.tensors} tensors, {', '.join(comp.dtypes)}" if comp.tensors else "ok"
+        variant = f" (variant {comp.variant})" if comp.variant else ""
+        click.echo(f"  {comp.name:<24} {len(comp.files)} file(s){variant}: {detail}")
+    click.echo("OK")

@@ -1,0 +1,236 @@
+"""The model zoo: which weights recon knows, where they are on this machine, and how to fetch them.
+
+``models/zoo.yaml`` lists each model (name, kind, hub id, pinned revision, licence, size, files).
+A model is looked for, in order:
+
+1. an explicit folder (``--model-path``, or a name that is itself a folder);
+2. ``$RECON_MODELS/<name>/``;
+3. the Hugging Face cache (``$HF_HOME`` / ``$HF_HUB_CACHE``), at the pinned revision, without network.
+
+``pull`` downloads the listed files with ``huggingface_hub`` (progress bars, resumable: an interrupted
+download continues from its ``.incomplete`` file) into ``$RECON_MODELS/<name>/`` when that variable
+is set, else into the Hugging Face cache. Where the hub cannot be reached it raises one
+:class:`ZooError` that says what to download and where to put it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from recon.config import ConfigError, from_dict, read_yaml
+from recon.priors.weights import ModelKind, WeightsError, verify_folder
+
+ZOO_FILE = Path(__file__).resolve().parents[2] / "models" / "zoo.yaml"
+ENV_MODELS = "RECON_MODELS"
+ENV_ZOO = "RECON_ZOO"
+
+Source = Literal["path", "recon_models", "hf_cache"]
+
+
+class ZooError(RuntimeError):
+    """A model that cannot be found, fetched or is unknown; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One known model.
+
+    Attributes:
+        name: recon's name for it (``zero123-xl``).
+        kind: which prior loads it.
+        hub_id: Hugging Face repository.
+        revision: pinned commit (or a branch where no commit could be pinned).
+        licence: the weights' licence, as the model card states it.
+        size: approximate download size.
+        files: the repository files recon needs (exact paths or glob patterns).
+        variant: ``zero123`` or ``stable-zero123`` (pose vector); empty for other kinds.
+        description: one line for ``recon models list``.
+    """
+
+    name: str
+    kind: ModelKind
+    hub_id: str
+    revision: str
+    licence: str
+    size: str
+    files: tuple[str, ...]
+    variant: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Zoo:
+    entries: tuple[ZooEntry, ...] = field(default_factory=tuple)
+
+    def names(self) -> list[str]:
+        return [e.name for e in self.entries]
+
+    def get(self, name: str) -> ZooEntry:
+        for entry in self.entries:
+            if entry.name == name:
+                return entry
+        raise ZooError(f"unknown model {name!r}; known models: {', '.join(self.names())} "
+                       "(or pass the path of a diffusers model folder)")
+
+
+def load_zoo(path: str | Path | None = None) -> Zoo:
+    """Read ``models/zoo.yaml`` (or ``$RECON_ZOO``, or ``path``)."""
+    path = Path(path or os.environ.get(ENV_ZOO) or ZOO_FILE)
+    try:
+        data = read_yaml(path)
+        raw = data.get("models")
+        if not isinstance(raw, list):
+            raise ConfigError(f"{path}: expected a 'models:' list")
+        entries = tuple(from_dict(ZooEntry, item, f"models[{i}]") for i, item in enumerate(raw))
+    except ConfigError as exc:
+        raise ZooError(f"{path}: {exc}" if str(path) not in str(exc) else str(exc)) from exc
+    names = [e.name for e in entries]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise ZooError(f"{path}: model {sorted(dupes)[0]!r} is listed twice")
+    return Zoo(entries)
+
+
+def models_dir() -> Path | None:
+    value = os.environ.get(ENV_MODELS)
+    return Path(value).expanduser() if value else None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Where a model's folder is and how it was found."""
+
+    path: Path
+    source: Source
+    entry: ZooEntry | None
+
+
+def hf_cache_dir() -> str | None:
+    """The Hugging Face hub cache named by the environment now (None: the library's default)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return str(Path(os.environ["HF_HOME"]) / "hub")
+    return None
+
+
+def _hf_cache_path(entry: ZooEntry) -> Path | None:
+    """The cached snapshot folder at the pinned revision, if one exists (never touches the network)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        path = snapshot_download(entry.hub_id, revision=entry.revision, allow_patterns=list(entry.files),
+                                 local_files_only=True, cache_dir=hf_cache_dir())
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        return None
+    return Path(path)
+
+
+def locate(entry: ZooEntry) -> list[Resolved]:
+    """Every place on this machine that holds a folder for ``entry`` (RECON_MODELS first)."""
+    found = []
+    root = models_dir()
+    if root is not None and (root / entry.name).is_dir():
+        found.append(Resolved(root / entry.name, "recon_models", entry))
+    cached = _hf_cache_path(entry)
+    if cached is not None and cached.is_dir():
+        found.append(Resolved(cached, "hf_cache", entry))
+    return found
+
+
+def resolve(name_or_path: str | Path, zoo: Zoo | None = None, path: str | Path | None = None) -> Resolved:
+    """The folder to load: explicit path -> ``$RECON_MODELS/<name>`` -> Hugging Face cache."""
+    if path is not None:
+        folder = Path(path).expanduser()
+        if not folder.exists():
+            raise ZooError(f"{folder}: no such model folder")
+        try:  # a zoo name with an explicit folder keeps its entry (kind, variant)
+            entry: ZooEntry | None = (zoo or load_zoo()).get(str(name_or_path))
+        except ZooError:
+            entry = None
+        return Resolved(folder, "path", entry)
+    zoo = zoo or load_zoo()
+    candidate = Path(str(name_or_path)).expanduser()
+    if str(name_or_path) not in zoo.names() and candidate.exists():
+        return Resolved(candidate, "path", None)  # a folder (zoo names take precedence over ./name)
+    entry = zoo.get(str(name_or_path))
+    places = locate(entry)
+    if places:
+        return places[0]
+    raise ZooError(missing_message(entry))
+
+
+def target_dir(entry: ZooEntry) -> Path | None:
+    """Where ``pull`` puts the files: ``$RECON_MODELS/<name>`` or None for the Hugging Face cache."""
+    root = models_dir()
+    return None if root is None else root / entry.name
+
+
+def missing_message(entry: ZooEntry) -> str:
+    where = target_dir(entry)
+    place = str(where) if where is not None else f"${ENV_MODELS}/{entry.name}/ (set {ENV_MODELS} first)"
+    return (f"model {entry.name!r} is not on this machine: run `recon models pull {entry.name}`, or download "
+            f"{', '.join(entry.files)} from https://huggingface.co/{entry.hub_id} (revision {entry.revision}) "
+            f"and put them, keeping their sub-folders, in {place}")
+
+
+def _probe_hub(timeout: float = 5.0) -> str:
+    """'' when the hub's host accepts a connection, else why not. Fails in seconds where
+    ``huggingface_hub`` would retry for ~25 s; skipped (assumed reachable) behind a proxy."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return ""
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+    except OSError as exc:
+        return f"the hub at {url.hostname}:{port} is unreachable: {exc.strerror or exc}"
+    return ""
+
+
+def pull(entry: ZooEntry, dest: Path | None = None) -> Path:
+    """Download ``entry``'s files (resumable) and verify them. Returns the model folder."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    dest = dest or target_dir(entry)
+    kwargs = {"local_dir": str(dest)} if dest is not None else {"cache_dir": hf_cache_dir()}
+    unreachable = _probe_hub()
+    try:
+        if unreachable:
+            raise OSError(unreachable)
+        path = Path(snapshot_download(entry.hub_id, revision=entry.revision, allow_patterns=list(entry.files),
+                                      **kwargs))
+    except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError) as exc:
+        raise ZooError(f"{entry.hub_id}@{entry.revision}: the hub refused the download ({type(exc).__name__}); "
+                       f"accept the model's licence on https://huggingface.co/{entry.hub_id} and log in with "
+                       "`hf auth login`, or download the files by hand") from exc
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+        reason = unreachable or f"the Hugging Face hub is not reachable: {type(exc).__name__}"
+        raise ZooError(f"cannot download {entry.name!r} ({reason}); on a machine with network, download "
+                       f"{', '.join(entry.files)} from https://huggingface.co/{entry.hub_id} (revision "
+                       f"{entry.revision}) and copy them, keeping their sub-folders, to "
+                       f"{dest or f'${ENV_MODELS}/{entry.name}/ on this machine'}") from exc
+    try:
+        verify_folder(path, entry.kind)
+    except WeightsError as exc:
+        raise ZooError(f"downloaded {entry.name!r} but it does not verify: {exc}") from exc
+    return path
