@@ -22,8 +22,9 @@ if TYPE_CHECKING:  # priors import the schedule from this package
 
 @dataclass
 class Trajectory:
-    """One ODE path: ``x[j]`` is the sample at ``grid.timesteps[j]`` (x[0] = ε*), ``eps[j]`` the
-    (CFG) noise prediction there. ``cond`` is the one-row condition the path was started with."""
+    """One ODE path of a group of G jointly denoised views (G = 1 for most priors): ``x[j]`` (G, ...)
+    is the sample at ``grid.timesteps[j]`` (x[0] = ε*), ``eps[j]`` (G, ...) the (CFG) noise
+    prediction there. ``cond`` is the G-row condition the path was started with."""
 
     cond: Condition
     x: list[torch.Tensor] = field(default_factory=list)
@@ -42,6 +43,8 @@ class TrajectoryCache:
         enabled: False recomputes every trajectory from scratch at each request, which is what
             the DSD authors' implementation does; kept for the cost benchmark.
         max_entries: least-recently-used trajectories beyond this are dropped.
+        group: rows the prior denoises jointly (``prior.views_per_sample``); consecutive aligned
+            groups of this many rows share one trajectory.
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class TrajectoryCache:
         camera_bin: float = 0.0,
         enabled: bool = True,
         max_entries: int = 1024,
+        group: int = 1,
     ) -> None:
         self.prior = prior
         self.grid = grid
@@ -59,6 +63,7 @@ class TrajectoryCache:
         self.camera_bin = camera_bin
         self.enabled = enabled
         self.max_entries = max_entries
+        self.group = group
         self._store: OrderedDict[Hashable, Trajectory] = OrderedDict()
 
     def __len__(self) -> int:
@@ -68,7 +73,12 @@ class TrajectoryCache:
         self._store.clear()
 
     def keys_for(self, hyp_keys: Sequence[Hashable], cond: Condition) -> list[Hashable]:
-        return [(h, c) for h, c in zip(hyp_keys, cond.cache_keys(self.camera_bin))]
+        """One key per group of rows: (hypothesis, the group's condition keys)."""
+        g = self.group
+        if len(hyp_keys) % g:
+            raise ValueError(f"{len(hyp_keys)} rows do not split into groups of {g} jointly denoised views")
+        ckeys = cond.cache_keys(self.camera_bin)
+        return [(hyp_keys[i], tuple(ckeys[i : i + g])) for i in range(0, len(hyp_keys), g)]
 
     def ensure(
         self,
@@ -77,7 +87,7 @@ class TrajectoryCache:
         hyp_keys: Sequence[Hashable],
         cond: Condition,
     ) -> list[Trajectory]:
-        """Make sure row i's trajectory has ε at level ``levels[i]``; return the rows' trajectories.
+        """Make sure row i's trajectory has ε at level ``levels[i]``; return each row's trajectory.
 
         Args:
             levels: (B,) grid level needed per row.
@@ -87,17 +97,20 @@ class TrajectoryCache:
         """
         if not self.enabled:
             self._store.clear()
+        g = self.group
         keys = self.keys_for(hyp_keys, cond)
         need: dict[Hashable, int] = {}
-        for i, key in enumerate(keys):
+        for j, key in enumerate(keys):
+            rows = range(j * g, (j + 1) * g)
             traj = self._store.get(key)
             if traj is None:
-                traj = Trajectory(cond=cond.row_for_trajectory(i, self.camera_bin), x=[eps_star[i : i + 1]])
+                group_cond = type(cond).cat([cond.row_for_trajectory(i, self.camera_bin) for i in rows])
+                traj = Trajectory(cond=group_cond, x=[eps_star[j * g : (j + 1) * g]])
                 self._store[key] = traj
             self._store.move_to_end(key)
-            need[key] = max(need.get(key, -1), int(levels[i]))
+            need[key] = max(need.get(key, -1), *(int(levels[i]) for i in rows))
         self._extend(need)
-        out = [self._store[key] for key in keys]
+        out = [self._store[keys[i // g]] for i in range(len(hyp_keys))]
         while len(self._store) > max(self.max_entries, len(need)):
             self._store.popitem(last=False)
         return out
@@ -111,16 +124,17 @@ class TrajectoryCache:
                 return
             trajs = [self._store[k] for k in todo]
             level = torch.tensor([len(tr.eps) for tr in trajs])
+            g = self.group
             x = torch.cat([tr.x[-1] for tr in trajs])
-            t = torch.tensor([self.grid.timesteps[int(j)] for j in level])
-            t_prev = torch.tensor([self.grid.prev[int(j)] for j in level])
+            t = torch.tensor([self.grid.timesteps[int(j)] for j in level]).repeat_interleave(g)
+            t_prev = torch.tensor([self.grid.prev[int(j)] for j in level]).repeat_interleave(g)
             cond = type(trajs[0].cond).cat([tr.cond for tr in trajs])
             eps = self.prior.predict_noise(x, t.to(x.device), cond, self.guidance_scale)
             x_next, _ = ddim_step(schedule, x, eps, t, t_prev)
             for i, tr in enumerate(trajs):
-                tr.eps.append(eps[i : i + 1])
+                tr.eps.append(eps[i * g : (i + 1) * g])
                 if len(tr.x) < len(self.grid):
-                    tr.x.append(x_next[i : i + 1])
+                    tr.x.append(x_next[i * g : (i + 1) * g])
 
     def eps_at(
         self,
@@ -131,7 +145,8 @@ class TrajectoryCache:
     ) -> torch.Tensor:
         """(B, *shape): ε on row i's trajectory at grid level ``levels[i]``."""
         trajs = self.ensure(levels, eps_star, hyp_keys, cond)
-        return torch.cat([tr.eps[int(lvl)] for tr, lvl in zip(trajs, levels)])
+        g = self.group
+        return torch.stack([tr.eps[int(lvl)][i % g] for i, (tr, lvl) in enumerate(zip(trajs, levels))])
 
     def x0_at(
         self,
@@ -142,7 +157,8 @@ class TrajectoryCache:
     ) -> torch.Tensor:
         """(B, *shape): the one-step data prediction x0 at row i's grid level ``levels[i]``."""
         trajs = self.ensure(levels, eps_star, hyp_keys, cond)
-        x = torch.cat([tr.x[int(lvl)] for tr, lvl in zip(trajs, levels)])
-        eps = torch.cat([tr.eps[int(lvl)] for tr, lvl in zip(trajs, levels)])
+        g = self.group
+        x = torch.stack([tr.x[int(lvl)][i % g] for i, (tr, lvl) in enumerate(zip(trajs, levels))])
+        eps = torch.stack([tr.eps[int(lvl)][i % g] for i, (tr, lvl) in enumerate(zip(trajs, levels))])
         t = torch.tensor([self.grid.timesteps[int(lvl)] for lvl in levels])
         return self.prior.schedule.predict_x0(x, eps, t)

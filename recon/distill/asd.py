@@ -15,9 +15,7 @@ from recon.priors.base import Condition
 
 class ASD(Distiller):
     def _grad(self, x: torch.Tensor, step: int, cond: Condition, state: DistillState, rows: torch.Tensor):
-        gens = self.row_generators(state, rows)
-        t = self.timesteps.sample(step, gens)
-        t_plus = self.t_plus(step, t, gens)
+        t, t_plus = self.sample_t(step, state, rows)
         eps = self.draw_noise(state, rows, x)
         diff = two_point_difference(self.prior, x, eps, t, t_plus, cond, self.guidance_scale,
                                     self.config.plus_guidance_scale)

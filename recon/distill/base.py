@@ -81,7 +81,8 @@ class DistillState:
 
     Attributes:
         hypotheses: the K hypotheses.
-        eps_star: (K, *sample_shape) ODE start of each hypothesis.
+        eps_star: (K, G, *sample_shape) ODE start of each hypothesis: one latent per view of a
+            group of G = ``prior.views_per_sample`` jointly denoised views (G = 1 for most priors).
         noise: K generators for per-step noise (SDS, ASD) — separate from ε*'s stream.
         times: K generators for timestep and δ draws.
         cache: trajectory cache (DSD, sampling) or None.
@@ -102,6 +103,12 @@ class DistillState:
                 f"state maps {rows.numel()} rows but the batch has {batch}; use state.for_rows(...)"
             )
         return rows
+
+    def row_eps_star(self, rows: torch.Tensor) -> torch.Tensor:
+        """(B, *sample_shape): ε* of each batch row — row i takes view i mod G of its hypothesis's ε*."""
+        group = self.eps_star.shape[1]
+        slot = torch.arange(rows.numel()) % group
+        return self.eps_star[rows.to(self.eps_star.device), slot.to(self.eps_star.device)]
 
     def for_rows(self, rows: Sequence[int] | torch.Tensor) -> DistillState:
         """The same state (shared ε*, generators and cache) seen by a batch whose row i belongs to
@@ -151,14 +158,14 @@ class Distiller(ABC):
     def init_state(self, hypotheses: Sequence[Hypothesis]) -> DistillState:
         """ε* and random streams for each hypothesis; a trajectory cache if the method needs one."""
         hyps = tuple(hypotheses)
-        shape = self.prior.sample_shape
+        shape = (self.prior.views_per_sample, *self.prior.sample_shape)
         eps = torch.stack([
             seeding.eps_star(h.seed, h.index, shape, self.prior.dtype, self.prior.device) for h in hyps
         ])
         cache = None
         if self.uses_trajectory:
             cache = TrajectoryCache(self.prior, self.grid, self.config.ode_guidance_scale,
-                                    self.config.camera_bin, self.config.cache)
+                                    self.config.camera_bin, self.config.cache, group=self.prior.views_per_sample)
         return DistillState(
             hypotheses=hyps,
             eps_star=eps,
@@ -188,6 +195,16 @@ class Distiller(ABC):
 
     def row_generators(self, state: DistillState, rows: torch.Tensor) -> list[torch.Generator]:
         return [state.times[int(r)] for r in rows]
+
+    def sample_t(self, step: int, state: DistillState, rows: torch.Tensor,
+                 plus: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(t, t₊ or None) per row. Rows of one jointly denoised group (``prior.views_per_sample``)
+        share the group leader's draws, as a multi-view model is trained with one t per sample."""
+        group = self.prior.views_per_sample
+        gens = self.row_generators(state, rows[::group])
+        t = self.timesteps.sample(step, gens)
+        t_plus = self.t_plus(step, t, gens).repeat_interleave(group) if plus else None
+        return t.repeat_interleave(group), t_plus
 
     def t_plus(self, step: int, t: torch.Tensor, gens: Sequence[torch.Generator]) -> torch.Tensor:
         """t₊ = t + u · ratio · (t − t_min) (or t + delta_steps), clamped to [t + 1, T − 1]."""

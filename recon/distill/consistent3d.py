@@ -15,8 +15,8 @@ from recon.priors.base import Condition
 
 class Consistent3D(Distiller):
     def _grad(self, x: torch.Tensor, step: int, cond: Condition, state: DistillState, rows: torch.Tensor):
-        t = self.timesteps.sample(step, self.row_generators(state, rows))
-        eps = state.eps_star[rows.to(state.eps_star.device)].to(x)
+        t, _ = self.sample_t(step, state, rows, plus=False)
+        eps = state.row_eps_star(rows).to(x)
         x_t = self.prior.schedule.add_noise(x, eps, t)
         eps_hat = self.prior.predict_noise(x_t, t.to(x.device), cond, self.guidance_scale)
         return self.weight(t, x) * (eps_hat - eps), t, None

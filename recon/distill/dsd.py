@@ -28,13 +28,10 @@ class DSD(Distiller):
         assert state.cache is not None
         levels = [self.grid.level_at_or_above(int(tp)) for tp in t_plus]
         keys = [state.hypotheses[int(r)].key for r in rows]
-        eps_star = state.eps_star[rows.to(state.eps_star.device)]
-        return state.cache.eps_at(levels, eps_star, keys, cond)
+        return state.cache.eps_at(levels, state.row_eps_star(rows), keys, cond)
 
     def _grad(self, x: torch.Tensor, step: int, cond: Condition, state: DistillState, rows: torch.Tensor):
-        gens = self.row_generators(state, rows)
-        t = self.timesteps.sample(step, gens)
-        t_plus = self.t_plus(step, t, gens)
+        t, t_plus = self.sample_t(step, state, rows)
         eps_ode = self.ode_noise(t_plus, cond, state, rows).to(x)
         diff = two_point_difference(self.prior, x, eps_ode, t, t_plus, cond, self.guidance_scale,
                                     self.config.plus_guidance_scale)

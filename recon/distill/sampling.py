@@ -28,9 +28,10 @@ class SamplingSD(Distiller):
         schedule = self.prior.schedule
         levels = [self.grid.level_at_or_above(int(tp)) for tp in t_plus]
         keys = [state.hypotheses[int(r)].key for r in rows]
-        trajs = state.cache.ensure(levels, state.eps_star[rows.to(state.eps_star.device)], keys, cond)
-        x_grid = torch.cat([tr.x[lvl] for tr, lvl in zip(trajs, levels)])
-        e_grid = torch.cat([tr.eps[lvl] for tr, lvl in zip(trajs, levels)])
+        trajs = state.cache.ensure(levels, state.row_eps_star(rows), keys, cond)
+        g = state.cache.group
+        x_grid = torch.stack([tr.x[lvl][i % g] for i, (tr, lvl) in enumerate(zip(trajs, levels))])
+        e_grid = torch.stack([tr.eps[lvl][i % g] for i, (tr, lvl) in enumerate(zip(trajs, levels))])
         t_grid = torch.tensor([self.grid.timesteps[lvl] for lvl in levels])
         on_grid = t_grid == t_plus
         if bool(on_grid.all()):
@@ -45,9 +46,7 @@ class SamplingSD(Distiller):
 
     def _grad(self, x: torch.Tensor, step: int, cond: Condition, state: DistillState, rows: torch.Tensor):
         schedule = self.prior.schedule
-        gens = self.row_generators(state, rows)
-        t = self.timesteps.sample(step, gens)
-        t_plus = self.t_plus(step, t, gens)
+        t, t_plus = self.sample_t(step, state, rows)
         x_tp, e_tp = self._point(t_plus, cond, state, rows)
         x_tp, e_tp = x_tp.to(x), e_tp.to(x)
         grad = torch.zeros_like(x)

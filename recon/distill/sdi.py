@@ -19,7 +19,7 @@ from recon.priors.base import Condition
 class SDI(Distiller):
     def _grad(self, x: torch.Tensor, step: int, cond: Condition, state: DistillState, rows: torch.Tensor):
         schedule = self.prior.schedule
-        t = self.timesteps.sample(step, self.row_generators(state, rows))
+        t, _ = self.sample_t(step, state, rows, plus=False)
         x_t = ddim_invert(self.prior, x, cond, t, self.config.sdi_inversion_steps,
                           self.config.sdi_inversion_guidance)
         a = schedule.alpha(t, x)

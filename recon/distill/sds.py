@@ -13,7 +13,7 @@ from recon.priors.base import Condition
 
 class SDS(Distiller):
     def _grad(self, x: torch.Tensor, step: int, cond: Condition, state: DistillState, rows: torch.Tensor):
-        t = self.timesteps.sample(step, self.row_generators(state, rows))
+        t, _ = self.sample_t(step, state, rows, plus=False)
         eps = self.draw_noise(state, rows, x)
         x_t = self.prior.schedule.add_noise(x, eps, t)
         eps_hat = self.prior.predict_noise(x_t, t.to(x.device), cond, self.guidance_scale)

@@ -134,6 +134,9 @@ class Prior(ABC):
     schedule: NoiseSchedule
     default_guidance_scale: float = 1.0
     latent: bool = False
+    # Rows the network must see together (MVDream: the 4 views of one sample); batches are laid
+    # out in whole, aligned groups of this many rows.
+    views_per_sample: int = 1
 
     def __init__(self) -> None:
         self.counter = EvalCounter()

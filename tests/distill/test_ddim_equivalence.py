@@ -58,7 +58,7 @@ def test_dsd_iterates_equal_diffusers_ddim_x0_predictions(spacing, method, scale
     seed = 7
     state = distiller.init_state([Hypothesis(seed, 0)])
     # x_π starts at the one-step prediction at T on the trajectory from ε* (level 0 of the grid).
-    init = state.cache.x0_at([0], state.eps_star, [Hypothesis(seed, 0).key], cond)
+    init = state.cache.x0_at([0], state.row_eps_star(torch.tensor([0])), [Hypothesis(seed, 0).key], cond)
     result = optimize_image(prior, distiller, init, steps, [seed], cond, lr=1.0, optimizer="sgd", keep_history=True)
     ours = [init, *result.history[:-1]]
 
