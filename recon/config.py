@@ -186,16 +186,17 @@ def load(
     """Config ``cls`` from optional ``base`` defaults, then a YAML file, then overrides."""
     data: dict[str, Any] = to_dict(base) if base is not None else {}
     if path is not None:
-        data = _merge(data, read_yaml(path))
+        data = merge(data, read_yaml(path))
     data = merge_overrides(data, overrides)
     return from_dict(cls, data)
 
 
-def _merge(a: dict[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+def merge(a: dict[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge: mappings merge key by key, everything else in ``b`` replaces ``a``'s."""
     out = _deepcopy(a)
     for key, value in b.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = _deepcopy(value)
     return out

@@ -6,6 +6,8 @@ import click
 
 from recon import __version__
 from recon.cli.distill2d import distill2d
+from recon.cli.models import models
+from recon.cli.run import batch, run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,3 +17,6 @@ def main() -> None:
 
 
 main.add_command(distill2d)
+main.add_command(models)
+main.add_command(run)
+main.add_command(batch)

@@ -154,18 +154,19 @@ class Stage2:
             losses["rgb"] = nnf.mse_loss(out.rgb, rgb)
         return losses
 
-    def _guided(self, mesh: Mesh) -> torch.Tensor:
+    def guidance_views(self, mesh: Mesh) -> tuple[torch.Tensor, Cameras]:
+        """This step's random views of ``mesh``: rgb (V, 3, H, W) with gradients, and their cameras."""
         c = self.config
         cams = random_cameras(c.guidance_views_per_step, self.generator, c.elevation_range, c.azimuth_range,
                               (c.distance, c.distance), (c.fovy, c.fovy), c.resolution)
         # Camera-conditioned guidance (e.g. Zero-1-to-3's relative pose) reads them from here.
         self.guidance_cameras = cams
         out = self.render(mesh, cams.to(device=mesh.vertices.device), (c.resolution, c.resolution))
-        return self.guidance(out.rgb, self.step)
+        return out.rgb, cams
 
     # ------------------------------------------------------------------ training
-    def train_step(self) -> dict[str, float]:
-        """One optimisation step; returns the weighted loss terms as floats."""
+    def begin_step(self) -> tuple[Mesh, dict[str, torch.Tensor]]:
+        """Extract the surface and compute this step's weighted terms other than guidance."""
         c = self.config
         mesh = self.geometry.extract()
         if mesh.num_faces == 0:
@@ -178,21 +179,35 @@ class Stage2:
                 terms["rgb"] = c.w_rgb * photo["rgb"]
             if "mask" in photo:
                 terms["mask"] = c.w_mask * photo["mask"]
-        if self.guidance is not None:
-            terms["guidance"] = c.w_guidance * self._guided(mesh)
         if c.w_normal_consistency:
             terms["normal_consistency"] = c.w_normal_consistency * normal_consistency(mesh.vertices, mesh.faces)
         if c.w_laplacian:
             terms["laplacian"] = c.w_laplacian * laplacian_smoothness(mesh.vertices, mesh.faces)
-        loss = sum(terms.values())
+        return mesh, terms
+
+    def finish_step(self, terms: dict[str, torch.Tensor], loss: torch.Tensor | None = None) -> dict[str, float]:
+        """Backpropagate ``loss`` (default: the sum of ``terms``), step Adam, record the terms."""
+        loss = sum(terms.values()) if loss is None else loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        return self.apply(terms)
+
+    def apply(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Step Adam on gradients already accumulated (e.g. by a batch of hypotheses' joint backward)."""
         self.optimizer.step()
         self.step += 1
         record = {k: float(v.detach()) for k, v in terms.items()}
-        record["loss"] = float(loss.detach())
+        record["loss"] = float(sum(record.values()))
         self.history.append(record)
         return record
+
+    def train_step(self) -> dict[str, float]:
+        """One optimisation step; returns the weighted loss terms as floats."""
+        mesh, terms = self.begin_step()
+        if self.guidance is not None:
+            rgb, _ = self.guidance_views(mesh)
+            terms["guidance"] = self.config.w_guidance * self.guidance(rgb, self.step)
+        return self.finish_step(terms)
 
     def run(self, steps: int | None = None, checkpoint_path: str | Path | None = None,
             callback: Callable[[int, dict[str, float]], None] | None = None) -> Mesh:

@@ -1,0 +1,156 @@
+"""``recon run`` and ``recon batch``: photos to textured meshes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from recon.cli.common import fail, progress_bars
+from recon.distill.factory import METHODS
+
+
+def _config(config_file, overrides, prior, hypotheses, seed, device, method):
+    from recon.config import ConfigError
+    from recon.pipeline.recipes import image_config
+
+    extra = list(overrides) + ([f"distill.method={method}"] if method else [])
+    try:
+        return image_config(config_file, extra, prior, hypotheses=hypotheses, seed=seed, device=device)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
+_COMMON = [
+    click.option("--hypotheses", "-k", type=click.IntRange(1, 64), default=None,
+                 help="Number of hypotheses K (default 4)."),
+    click.option("--seed", type=int, default=None, help="Run seed; hypothesis k uses (seed, k)."),
+    click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+                 help="YAML recipe (default: configs/cpu-demo.yaml for the library prior, "
+                      "configs/image-to-3d.yaml for Zero-1-to-3)."),
+    click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                 help="Override any config field, e.g. --set stage1.steps=200 (repeatable)."),
+    click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None),
+    click.option("--prior", default=None,
+                 help="library (embedded, CPU), zero123, stable-zero123, a model-zoo name or a folder."),
+    click.option("--method", type=click.Choice(METHODS), default=None, help="Distillation method (default dsd)."),
+    click.option("--quiet", is_flag=True, help="No progress bars."),
+    click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary."),
+]
+
+
+def common(fn):
+    for option in reversed(_COMMON):
+        fn = option(fn)
+    return fn
+
+
+@click.command("run")
+@click.argument("image", required=False, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default out/<image name>).")
+@click.option("--from", "from_json", type=click.Path(path_type=Path), default=None,
+              help="Reproduce the run a run.json describes (same input, config and seeds).")
+@common
+def run(image, out_dir, from_json, hypotheses, seed, config_file, overrides, device, prior, method, quiet, as_json):
+    """Reconstruct IMAGE into K textured meshes (GLB, OBJ+MTL+PNG, PLY), turntables, a contact sheet,
+    index.html and run.json. Running the same command again resumes an interrupted run."""
+    from recon.config import ConfigError, from_dict
+    from recon.io.errors import FileProblem
+    from recon.io.report import read_run_json
+    from recon.pipeline.image_to_3d import ImageTo3DConfig, RunConflict, reconstruct
+
+    if from_json is not None:
+        try:
+            record = read_run_json(from_json)
+            config = from_dict(ImageTo3DConfig, record.config)
+        except FileProblem as exc:
+            fail(str(exc))
+        except ConfigError as exc:
+            fail(f"{from_json}: its config does not fit this recon version ({exc})")
+        image = image or Path(record.input.get("path", ""))
+        config = _merge_flags(config, overrides, hypotheses, seed, device, method)
+    else:
+        if image is None:
+            fail("give an IMAGE to reconstruct, or --from run.json", 2)
+        config = _config(config_file, overrides, prior, hypotheses, seed, device, method)
+    out_dir = out_dir or Path("out") / Path(image).stem
+    try:
+        with progress_bars(quiet or as_json) as progress:
+            result = reconstruct(image, config, out_dir, progress)
+    except (FileProblem, RunConflict, ValueError, RuntimeError) as exc:
+        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return
+    except KeyboardInterrupt:
+        fail(f"interrupted; run the same command again to resume from {out_dir}/checkpoints", 130)
+        return
+    if as_json:
+        click.echo(json.dumps({"out": str(result.out_dir), "run_json": str(result.run_json),
+                               "seconds": round(result.seconds, 2), "resumed": result.resumed,
+                               "hypotheses": [{"index": h.index, "seed": h.seed,
+                                               "meshes": {k: str(p) for k, p in h.paths.items()}}
+                                              for h in result.hypotheses]}, indent=2))
+        return
+    click.echo(f"{len(result.hypotheses)} hypotheses in {result.out_dir} ({result.seconds:.0f} s"
+               f"{', resumed' if result.resumed else ''}): open {result.out_dir / 'index.html'}")
+
+
+def _merge_flags(config, overrides, hypotheses, seed, device, method):
+    """A run.json's config with command-line changes applied on top."""
+    from recon.config import ConfigError, from_dict, merge_overrides, to_dict
+    from recon.pipeline.image_to_3d import ImageTo3DConfig
+
+    extra = list(overrides)
+    extra += [f"hypotheses={hypotheses}"] if hypotheses else []
+    extra += [f"seed={seed}"] if seed is not None else []
+    extra += [f"device={device}"] if device else []
+    extra += [f"distill.method={method}"] if method else []
+    try:
+        return from_dict(ImageTo3DConfig, merge_overrides(to_dict(config), extra))
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
+@click.command("batch")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("out/batch"), show_default=True,
+              help="One sub-folder per image.")
+@click.option("--shard", default="0/1", show_default=True, help="Process shard I of N (I/N), e.g. one per GPU.")
+@common
+def batch(folder, out_root, shard, hypotheses, seed, config_file, overrides, device, prior, method, quiet, as_json):
+    """Reconstruct every image in FOLDER. Finished images are skipped, a bad image is reported and the
+    others go on; the summary table lists the failures (exit status 1 if any)."""
+    from recon.pipeline.batch import reconstruct_batch
+
+    try:
+        i, n = (int(v) for v in shard.split("/"))
+        if not 0 <= i < n:
+            raise ValueError
+    except ValueError:
+        fail(f"--shard {shard!r} is not I/N with 0 <= I < N", 2)
+    config = _config(config_file, overrides, prior, hypotheses, seed, device, method)
+    try:
+        with progress_bars(quiet or as_json) as progress:
+            summary = reconstruct_batch(folder, config, out_root, progress, shard=(i, n))
+    except FileNotFoundError as exc:
+        fail(str(exc))
+        return
+    rows = [{"image": str(it.image), "status": it.status, "out": str(it.out_dir), "seconds": round(it.seconds, 1),
+             "error": it.error} for it in summary.items]
+    if as_json:
+        click.echo(json.dumps({"items": rows, "failed": len(summary.failed)}, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"recon batch {folder}")
+        for col in ("image", "status", "seconds", "output / error"):
+            table.add_column(col)
+        for it in summary.items:
+            table.add_row(it.image.name, it.status, f"{it.seconds:.0f}" if it.seconds else "",
+                          it.error if it.error else str(it.out_dir))
+        Console(stderr=False).print(table)
+    if summary.failed:
+        click.echo(f"error: {len(summary.failed)} of {len(summary.items)} images failed (see the table)", err=True)
+        raise SystemExit(1)

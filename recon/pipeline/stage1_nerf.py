@@ -1,0 +1,391 @@
+"""Stage 1: fit K coarse radiance fields at once to known views plus an optional guidance term.
+
+Each step, for every hypothesis k:
+
+1. **Reference term** — rays through the known views (the input photo, or several known renders
+   in the photometric multi-view mode) give RGB and mask losses against the targets.
+2. **Guidance term** (optional) — V views at random orbit cameras (each hypothesis draws its own)
+   are rendered at the scheduled resolution; ``guidance(rgb, cameras, step)`` turns the batch
+   into a loss (the lead connects it to a prior + distiller). Sparsity and normal smoothness act
+   on these renders.
+3. Opacity entropy (threestudio's "opaque") on every render; Adam steps all K fields.
+
+Batch order is **hypothesis-major**: row ``k · V + v`` of the guidance batch is view v of
+hypothesis slot k, and ``cameras`` follows the same order. Every random draw comes from a stream
+of :mod:`recon.seeding` keyed by ``(seed, hypothesis, purpose)``, and losses are per-hypothesis
+means summed over hypotheses, so hypothesis k's run does not depend on which others share the
+batch (up to float rounding in batched kernels). The t range of the guidance lives in the
+distiller's :class:`~recon.diffusion.timesteps.TimestepConfig`, not here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from dataclasses import field as _field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from recon import seeding
+from recon.config import from_dict, to_dict
+from recon.pipeline import losses
+from recon.pipeline.checkpoint import load_checkpoint, save_checkpoint
+from recon.render.cameras import DEFAULT_DISTANCE, DEFAULT_FOVY, Cameras, camera_batch, random_cameras, rays
+from recon.scene.field import FieldConfig, RadianceField
+from recon.scene.occupancy import OccupancyConfig, OccupancyGrid
+from recon.scene.volume import LearnedBackground, VolumeConfig, render_rays, render_views
+
+STAGE = "stage1_nerf"  # checkpoint tag
+
+# Random-stream purposes of stage 1 (see recon.seeding): one independent stream each.
+FIELD_INIT = "stage1_field_init"
+SAMPLES = "stage1_samples"
+REF_RAYS = "stage1_reference_rays"
+BACKGROUND = "stage1_background"
+OCCUPANCY = "stage1_occupancy"
+
+# A loss weight: a constant, or threestudio's ramp [start_step, start_value, end_value, end_step].
+Weight = float | list[float]
+
+GuidanceFn = Callable[[torch.Tensor, Cameras, int], torch.Tensor]
+"""guidance(rgb (K·V, 3, H, W) in [0, 1] with gradients, cameras (K·V), step) -> scalar loss.
+
+Rows are hypothesis-major. Return the mean over rows (as ``recon.distill.sd_loss`` does); stage 1
+multiplies it by K so each hypothesis's gradient does not depend on K."""
+
+
+def weight_at(value: Weight, step: int) -> float:
+    """A scheduled weight at ``step``: a constant, or a linear ramp ``[s0, v0, v1, s1]`` (clamped)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    if len(value) != 4:
+        raise ValueError(f"a weight schedule is [start_step, start_value, end_value, end_step], got {value}")
+    s0, v0, v1, s1 = (float(v) for v in value)
+    if step <= s0 or s1 <= s0:
+        return v0 if step <= s0 else v1
+    f = min((step - s0) / (s1 - s0), 1.0)
+    return v0 + (v1 - v0) * f
+
+
+@dataclass
+class LossWeights:
+    """Loss weights (DESIGN.md's coarse-NeRF column); each a constant or a ramp, see :func:`weight_at`."""
+
+    rgb: Weight = 500.0
+    mask: Weight = 50.0
+    guidance: Weight = 0.1
+    normal_smooth: Weight = 8.0
+    sparsity: Weight = 0.1
+    opaque: Weight = 0.1
+
+
+@dataclass
+class CameraSampling:
+    """Ranges of the random guidance cameras (degrees; distance in world units)."""
+
+    elevation_range: tuple[float, float] = (-10.0, 45.0)
+    azimuth_range: tuple[float, float] = (-180.0, 180.0)
+    distance_range: tuple[float, float] = (DEFAULT_DISTANCE, DEFAULT_DISTANCE)
+    fovy_range: tuple[float, float] = (DEFAULT_FOVY, DEFAULT_FOVY)
+
+
+@dataclass
+class Stage1Config:
+    """Stage-1 optimisation.
+
+    Attributes:
+        steps: optimisation steps.
+        seed: run seed; hypothesis k's streams are ``(seed, k, purpose)``.
+        lr: Adam learning rate of the fields (and the learned background).
+        adam_eps: Adam's ε; tiny (instant-ngp's choice for grids) so that steps do not depend on
+            the overall scale of the losses.
+        resolutions, batch_sizes, milestones: render schedule of the guidance views: before
+            ``milestones[0]`` render ``batch_sizes[0]`` views per hypothesis at ``resolutions[0]``²,
+            and so on (threestudio: 64/128/256 with 12/4/2).
+        reference_rays: rays per hypothesis per step drawn uniformly from all known views' pixels
+            (0 = every pixel of every known view, each step).
+        guidance_background: background of the guidance renders: ``white``; ``mixed`` (each view
+            white or a random colour with even odds, threestudio's zero123 recipe); ``random``;
+            ``learned`` (the field's learned background; needs ``volume.background: learned``).
+        Normals are rendered for the guidance views only while the normal-smooth weight is > 0.
+    """
+
+    steps: int = 600
+    seed: int = 0
+    lr: float = 0.01
+    adam_eps: float = 1e-15
+    field: FieldConfig = _field(default_factory=FieldConfig)
+    volume: VolumeConfig = _field(default_factory=VolumeConfig)
+    occupancy: OccupancyConfig = _field(default_factory=OccupancyConfig)
+    resolutions: list[int] = _field(default_factory=lambda: [64, 128, 256])
+    batch_sizes: list[int] = _field(default_factory=lambda: [12, 4, 2])
+    milestones: list[int] = _field(default_factory=lambda: [200, 300])
+    reference_rays: int = 4096
+    cameras: CameraSampling = _field(default_factory=CameraSampling)
+    guidance_background: Literal["white", "mixed", "random", "learned"] = "mixed"
+    weights: LossWeights = _field(default_factory=LossWeights)
+
+    def schedule(self, step: int) -> tuple[int, int]:
+        """(resolution, views per hypothesis) of the guidance renders at ``step``."""
+        if not (len(self.resolutions) == len(self.batch_sizes) == len(self.milestones) + 1):
+            raise ValueError("need len(resolutions) == len(batch_sizes) == len(milestones) + 1")
+        i = sum(1 for m in self.milestones if step >= m)
+        return int(self.resolutions[i]), int(self.batch_sizes[i])
+
+
+@dataclass
+class KnownViews:
+    """Targets at known cameras: cameras (N), rgb (N, 3, H, W) and mask (N, 1, H, W) in [0, 1], row 0 = top."""
+
+    cameras: Cameras
+    rgb: torch.Tensor
+    mask: torch.Tensor
+
+    def __post_init__(self) -> None:
+        n = len(self.cameras)
+        if self.rgb.dim() != 4 or self.rgb.shape[:2] != (n, 3):
+            raise ValueError(f"rgb must be ({n}, 3, H, W), got {tuple(self.rgb.shape)}")
+        if tuple(self.mask.shape) != (n, 1, *self.rgb.shape[2:]):
+            raise ValueError(f"mask must be ({n}, 1, H, W) like rgb, got {tuple(self.mask.shape)}")
+
+    @classmethod
+    def from_image(cls, rgba: torch.Tensor, elevation: float = 0.0, distance: float = DEFAULT_DISTANCE,
+                   fovy: float = DEFAULT_FOVY) -> KnownViews:
+        """One input photo (4, H, W) RGBA in [0, 1] seen from azimuth 0 at ``elevation``."""
+        if rgba.dim() != 3 or rgba.shape[0] != 4:
+            raise ValueError(f"expected an RGBA image (4, H, W), got {tuple(rgba.shape)}")
+        h, w = rgba.shape[1:]
+        cams = camera_batch(elevation, 0.0, distance, fovy, (h, w))
+        return cls(cams, rgba[None, :3].float(), rgba[None, 3:].float())
+
+
+@dataclass
+class StepResult:
+    """One step: step index, weighted loss terms (floats, summed over hypotheses), total, the
+    guidance renders (K, V, 3, H, W) detached (None without guidance) and field evaluations."""
+
+    step: int
+    losses: dict[str, float]
+    total: float
+    renders: torch.Tensor | None
+    samples: int
+    seconds: float
+
+
+@dataclass
+class Stage1Result:
+    field: RadianceField
+    history: list[StepResult]
+    seconds: float
+
+
+class Stage1:
+    """K coarse radiance fields optimised together.
+
+    Args:
+        config: the stage's settings.
+        views: known views (the input photo via :meth:`KnownViews.from_image`, or several views).
+        hypotheses: hypothesis indices (K = len); index h seeds every stream of its slot.
+        guidance: optional :data:`GuidanceFn`.
+    """
+
+    def __init__(self, config: Stage1Config, views: KnownViews, hypotheses: int | Sequence[int] = 1,
+                 guidance: GuidanceFn | None = None) -> None:
+        self.config = config
+        self.hypotheses = tuple(range(hypotheses)) if isinstance(hypotheses, int) else tuple(int(h) for h in hypotheses)
+        if not self.hypotheses:
+            raise ValueError("need at least one hypothesis")
+        self.guidance = guidance
+        self.views = views
+        k = len(self.hypotheses)
+        self.field = RadianceField(config.field, self.hypotheses, config.seed, purpose=FIELD_INIT)
+        self.background = (LearnedBackground(self.hypotheses, config.seed)
+                           if config.volume.background == "learned" else None)
+        if config.guidance_background == "learned" and self.background is None:
+            raise ValueError("guidance_background 'learned' needs volume.background: learned")
+        self.occupancy = OccupancyGrid(config.occupancy, k, config.field.radius)
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=config.lr, betas=(0.9, 0.99), eps=config.adam_eps)
+        self.generators: dict[str, list[torch.Generator]] = {
+            purpose: [seeding.generator(config.seed, h, purpose) for h in self.hypotheses]
+            for purpose in (seeding.CAMERAS, SAMPLES, REF_RAYS, BACKGROUND, OCCUPANCY)
+        }
+        self.step_index = 0
+        # All known-view rays and their targets, flattened once: (N·H·W, ...).
+        o, d = rays(views.cameras, *views.rgb.shape[2:])
+        self._ref_o = o.reshape(-1, 3)
+        self._ref_d = d.reshape(-1, 3)
+        self._ref_rgb = views.rgb.permute(0, 2, 3, 1).reshape(-1, 3)
+        self._ref_mask = views.mask.permute(0, 2, 3, 1).reshape(-1, 1)
+
+    @property
+    def num_hypotheses(self) -> int:
+        return len(self.hypotheses)
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        params = list(self.field.parameters())
+        if self.background is not None:
+            params += list(self.background.parameters())
+        return params
+
+    # ------------------------------------------------------------------------------ one step
+    def _reference_batch(self) -> tuple[torch.Tensor, ...]:
+        """(K, R, ·) rays and targets of this step's reference rays."""
+        k, total = self.num_hypotheses, self._ref_o.shape[0]
+        n = self.config.reference_rays
+        if n <= 0 or n >= total:
+            idx = torch.arange(total).expand(k, total)
+        else:
+            idx = torch.stack([torch.randint(0, total, (n,), generator=g) for g in self.generators[REF_RAYS]])
+        return self._ref_o[idx], self._ref_d[idx], self._ref_rgb[idx], self._ref_mask[idx]
+
+    def _guidance_background(self, views: int) -> torch.Tensor | torch.nn.Module | None:
+        mode = self.config.guidance_background
+        if mode == "learned":
+            return self.background
+        if mode == "white":
+            return None
+        cols = []
+        for g in self.generators[BACKGROUND]:
+            c = torch.rand(views, 3, generator=g)
+            if mode == "mixed":
+                white = torch.rand(views, 1, generator=g) < 0.5
+                c = torch.where(white, torch.ones_like(c), c)
+            cols.append(c)
+        return torch.cat(cols)  # (K·V, 3)
+
+    def sample_cameras(self, views: int, resolution: int) -> Cameras:
+        """K·V random cameras, hypothesis-major, each hypothesis from its own camera stream."""
+        c = self.config.cameras
+        return Cameras.cat([
+            random_cameras(views, g, c.elevation_range, c.azimuth_range, c.distance_range, c.fovy_range, resolution)
+            for g in self.generators[seeding.CAMERAS]
+        ])
+
+    def step(self) -> StepResult:
+        """Run one optimisation step and advance ``step_index``."""
+        start = time.perf_counter()
+        cfg, step, k = self.config, self.step_index, self.num_hypotheses
+        occ = self.occupancy
+        if occ.enabled and step % cfg.occupancy.update_every == 0:
+            occ.update(self.field.density, self.generators[OCCUPANCY])
+        w = {name: weight_at(getattr(cfg.weights, name), step) for name in
+             ("rgb", "mask", "guidance", "normal_smooth", "sparsity", "opaque")}
+        terms: dict[str, torch.Tensor] = {}
+        samples = 0
+
+        # Reference rays (white or learned background, as the input photo is composited).
+        o, d, target, mask = self._reference_batch()
+        ref = render_rays(self.field, o, d, cfg.volume, occupancy=occ, generators=self.generators[SAMPLES],
+                          background=self.background)
+        samples += int(ref["samples"])
+        terms["rgb"] = w["rgb"] * losses.rgb_loss(ref["rgb"], target, mask, ref["background"])
+        terms["mask"] = w["mask"] * losses.mask_loss(ref["opacity"], mask[..., 0])
+        terms["opaque"] = w["opaque"] * losses.opacity_entropy(ref["opacity"])
+
+        renders = None
+        if self.guidance is not None and w["guidance"] > 0:
+            res, views = cfg.schedule(step)
+            cams = self.sample_cameras(views, res)
+            want_normals = w["normal_smooth"] > 0
+            out = render_views(self.field, cams, res, res, cfg.volume, occupancy=occ,
+                               generators=self.generators[SAMPLES], background=self._guidance_background(views),
+                               normals=want_normals)
+            samples += int(out["samples"])
+            rgb = out["rgb"].reshape(k * views, 3, res, res)
+            terms["guidance"] = w["guidance"] * self.guidance(rgb, cams, step)
+            terms["sparsity"] = w["sparsity"] * losses.sparsity(out["opacity"])
+            terms["opaque"] = terms["opaque"] + w["opaque"] * losses.opacity_entropy(out["opacity"])
+            if want_normals:
+                terms["normal_smooth"] = w["normal_smooth"] * losses.normal_smoothness(
+                    out["normal"].reshape(k * views, 3, res, res))
+            renders = rgb.detach().reshape(k, views, 3, res, res)
+
+        # Per-hypothesis means summed over hypotheses: K · (mean over the K-batch).
+        total = k * sum(terms.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        self.step_index += 1
+        return StepResult(step, {n: float(v.detach()) * k for n, v in terms.items()}, float(total.detach()),
+                          renders, samples, time.perf_counter() - start)
+
+    def run(self, callback: Callable[[StepResult], None] | None = None, checkpoint: str | Path | None = None,
+            checkpoint_every: int = 0) -> Stage1Result:
+        """Step until ``config.steps``; with ``checkpoint``, save there every ``checkpoint_every``
+        steps (0 = never) and at the end."""
+        history = []
+        start = time.perf_counter()
+        while self.step_index < self.config.steps:
+            result = self.step()
+            history.append(result)
+            if callback is not None:
+                callback(result)
+            if checkpoint is not None and checkpoint_every > 0 and self.step_index % checkpoint_every == 0:
+                self.save(checkpoint)
+        if checkpoint is not None:
+            self.save(checkpoint)
+        return Stage1Result(self.field, history, time.perf_counter() - start)
+
+    # ------------------------------------------------------------------------------ renders
+    @torch.no_grad()
+    def render(self, cameras: Cameras, resolution: int, normals: bool = False) -> dict[str, torch.Tensor]:
+        """Deterministic (midpoint) renders of K·V cameras, hypothesis-major -> (K, V, C, H, W) maps."""
+        return render_views(self.field, cameras, resolution, resolution, self.config.volume,
+                            occupancy=self.occupancy, background=self.background, normals=normals)
+
+    # --------------------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a bit-identical resume needs: parameters, optimizer, step, occupancy, RNG."""
+        return {
+            "config": to_dict(self.config),
+            "hypotheses": list(self.hypotheses),
+            "step": self.step_index,
+            "field": self.field.state_dict(),
+            "background": None if self.background is None else self.background.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "occupancy": self.occupancy.state_dict(),
+            "generators": {p: [g.get_state() for g in gens] for p, gens in self.generators.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if tuple(state["hypotheses"]) != self.hypotheses:
+            raise ValueError(f"checkpoint holds hypotheses {state['hypotheses']}, this stage has {list(self.hypotheses)}")
+        self.field.load_state_dict(state["field"])
+        if self.background is not None:
+            self.background.load_state_dict(state["background"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.occupancy.load_state_dict(state["occupancy"])
+        for purpose, states in state["generators"].items():
+            for g, s in zip(self.generators[purpose], states):
+                g.set_state(s)
+        self.step_index = int(state["step"])
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`state_dict` atomically (:func:`recon.pipeline.checkpoint.save_checkpoint`)."""
+        return save_checkpoint(path, self.state_dict(), STAGE)
+
+    @classmethod
+    def load(cls, path: str | Path, views: KnownViews, guidance: GuidanceFn | None = None) -> Stage1:
+        """Rebuild a stage from a checkpoint written by :meth:`save` (config and hypotheses included).
+
+        Raises :class:`~recon.pipeline.checkpoint.CheckpointError` (one line naming the file) when
+        the file is missing, unreadable or not a stage-1 checkpoint.
+        """
+        state = load_checkpoint(path, STAGE)
+        config = from_dict(Stage1Config, state["config"])
+        stage = cls(config, views, state["hypotheses"], guidance)
+        stage.load_state_dict(state)
+        return stage
+
+
+def downsample_views(views: KnownViews, size: int) -> KnownViews:
+    """Known views resized to ``size``² with area averaging (cameras rebuilt for the new size)."""
+    rgb = F.interpolate(views.rgb, size=(size, size), mode="area")
+    mask = F.interpolate(views.mask, size=(size, size), mode="area")
+    c = views.cameras
+    cams = camera_batch(c.elevation, c.azimuth, c.distance, c.fovy, size)
+    return KnownViews(cams, rgb, mask)
