@@ -22,13 +22,7 @@ CHAMFER_BOUND = 0.03
 THRESHOLD = 7.5  # density level of the extracted surface
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Many small ops: on a busy 2-core machine the intra-op pool's hand-offs cost more than the work.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def box_views(res: int = 48) -> KnownViews:

@@ -22,12 +22,7 @@ from recon.scene.mesh import Mesh
 HALF = torch.tensor([0.45, 0.3, 0.25])  # the true shape: a box with these half-extents
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def box_sdf(p: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import trimesh
 from raycast_oracles import boundary_band, ray_box
@@ -10,6 +11,8 @@ from recon.render.cameras import camera_batch, rays
 from recon.render.cpu import CpuRasterizer
 from recon.render.mesh_render import render_mesh
 from recon.scene.mesh import Mesh
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def box(extents=(0.6, 0.4, 0.5), offset=(0.0, 0.0, 0.0)) -> Mesh:

@@ -14,6 +14,8 @@ from recon.render.cameras import camera_batch, rays, to_clip
 from recon.render.cpu import CpuRasterizer
 from recon.scene.mesh_regularizers import laplacian_smoothness
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def box_mesh(half: torch.Tensor, rot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     box = trimesh.creation.box(extents=(2 * half).tolist())

@@ -13,6 +13,8 @@ from recon.render.cameras import camera_batch, to_clip
 from recon.render.cpu import CpuRasterizer
 from recon.render.select import nvdiffrast_available, select_backend
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def test_cpu_and_auto_selection_without_cuda():
     assert isinstance(select_backend("cpu"), CpuRasterizer)

@@ -19,6 +19,8 @@ from recon.render.cameras import (
     to_clip,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def ndc(points: torch.Tensor, cams: Cameras) -> torch.Tensor:
     clip = to_clip(points.to(cams.mvp.dtype), cams.mvp)

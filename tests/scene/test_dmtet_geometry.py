@@ -13,13 +13,7 @@ from recon.scene.dmtet import DMTet
 from recon.scene.mesh_regularizers import laplacian_smoothness, normal_consistency
 from recon.scene.mesh_topology import edge_adjacency
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def gaussian_density(p: torch.Tensor) -> torch.Tensor:

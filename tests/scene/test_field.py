@@ -8,14 +8,7 @@ import torch.nn.functional as F
 
 from recon.scene.field import AlbedoModule, FieldConfig, RadianceField
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Many small ops: on a busy 2-core machine the intra-op pool's hand-offs cost more than the work.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _points(n: int, seed: int = 0, scale: float = 0.9) -> torch.Tensor:

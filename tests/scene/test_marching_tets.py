@@ -14,13 +14,7 @@ from recon.scene.dmtet import DMTet, sample_surface
 from recon.scene.marching_tets import NUM_TRIS, TET_EDGES, TRI_TABLE, marching_tets
 from recon.scene.tets import tet_grid
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def sphere_sdf(p, r=0.6):

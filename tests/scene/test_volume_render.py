@@ -15,13 +15,7 @@ from recon.scene.field import FieldConfig, RadianceField
 from recon.scene.occupancy import OccupancyConfig, OccupancyGrid
 from recon.scene.volume import VolumeConfig, ray_aabb, render_rays, render_views
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Ball:
