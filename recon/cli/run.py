@@ -117,10 +117,16 @@ def _merge_flags(config, overrides, hypotheses, seed, device, method):
 @click.option("--out", "out_root", type=click.Path(path_type=Path), default=Path("out/batch"), show_default=True,
               help="One sub-folder per image.")
 @click.option("--shard", default="0/1", show_default=True, help="Process shard I of N (I/N), e.g. one per GPU.")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Run the images as Ray tasks: 'local' starts Ray here, 'auto' joins the running cluster, "
+                   "or a cluster address (needs recon[ray]).")
+@click.option("--gpus-per-image", type=float, default=None, help="With --ray: GPUs per image (default 1 on CUDA).")
 @common
-def batch(folder, out_root, shard, hypotheses, seed, config_file, overrides, device, prior, method, quiet, as_json):
+def batch(folder, out_root, shard, ray_address, gpus_per_image, hypotheses, seed, config_file, overrides, device,
+          prior, method, quiet, as_json):
     """Reconstruct every image in FOLDER. Finished images are skipped, a bad image is reported and the
-    others go on; the summary table lists the failures (exit status 1 if any)."""
+    others go on; the summary table lists the failures (exit status 1 if any). With --ray, Ray spreads
+    the images over the GPUs of a machine or a cluster."""
     from recon.pipeline.batch import reconstruct_batch
 
     try:
@@ -131,9 +137,15 @@ def batch(folder, out_root, shard, hypotheses, seed, config_file, overrides, dev
         fail(f"--shard {shard!r} is not I/N with 0 <= I < N", 2)
     config = _config(config_file, overrides, prior, hypotheses, seed, device, method)
     try:
-        with progress_bars(quiet or as_json) as progress:
-            summary = reconstruct_batch(folder, config, out_root, progress, shard=(i, n))
-    except FileNotFoundError as exc:
+        if ray_address is not None:
+            from recon.pipeline.ray_batch import reconstruct_batch_ray
+
+            summary = reconstruct_batch_ray(folder, config, out_root, None if ray_address == "local" else ray_address,
+                                            gpus_per_image)
+        else:
+            with progress_bars(quiet or as_json) as progress:
+                summary = reconstruct_batch(folder, config, out_root, progress, shard=(i, n))
+    except (FileNotFoundError, RuntimeError) as exc:
         fail(str(exc))
         return
     rows = [{"image": str(it.image), "status": it.status, "out": str(it.out_dir), "seconds": round(it.seconds, 1),

@@ -1,8 +1,9 @@
 """Reconstruct every image of a folder: finished images are skipped, failures are isolated and
 reported at the end, and an interrupted batch resumes where it stopped (per-image checkpoints).
 
-For many GPUs, run several batches over disjoint shards (``shard=(i, n)``) — one per GPU or per
-machine, or through Ray (``recon batch --ray``), which schedules the images over a cluster.
+For many GPUs: ``recon batch --ray`` hands the images to Ray (``recon.pipeline.ray_batch``), which
+places one image per GPU across a cluster and retries lost workers; or run several batches over
+disjoint shards (``shard=(i, n)``), one per GPU or machine.
 """
 
 from __future__ import annotations
@@ -68,16 +69,20 @@ def reconstruct_batch(
     images = images[index::count]
     summary = BatchSummary()
     for image in images:
-        out_dir = Path(out_root) / image.stem
-        if is_finished(out_dir, config, image):
-            item = BatchItem(image, out_dir, "skipped")
-        else:
-            try:
-                result = reconstruct(image, config, out_dir, progress, command="recon batch")
-                item = BatchItem(image, out_dir, "done", result.seconds)
-            except (FileProblem, RunConflict, ValueError, RuntimeError) as exc:
-                item = BatchItem(image, out_dir, "failed", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
+        item = process_image(image, config, Path(out_root) / image.stem, progress)
         summary.items.append(item)
         if on_item is not None:
             on_item(item)
     return summary
+
+
+def process_image(image: Path, config: ImageTo3DConfig, out_dir: Path,
+                  progress: Callable[[str, int, int], None] | None = None) -> BatchItem:
+    """One image of a batch: skipped when finished, its failure captured instead of raised."""
+    if is_finished(out_dir, config, image):
+        return BatchItem(image, out_dir, "skipped")
+    try:
+        result = reconstruct(image, config, out_dir, progress, command="recon batch")
+        return BatchItem(image, out_dir, "done", result.seconds)
+    except (FileProblem, RunConflict, ValueError, RuntimeError) as exc:
+        return BatchItem(image, out_dir, "failed", error=str(exc).splitlines()[0] if str(exc) else repr(exc))
