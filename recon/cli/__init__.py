@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 
 from recon import __version__
+from recon.cli.bench import bench
 from recon.cli.distill2d import distill2d
 from recon.cli.models import models
 from recon.cli.run import batch, run
+from recon.cli.text import text
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,3 +22,5 @@ main.add_command(distill2d)
 main.add_command(models)
 main.add_command(run)
 main.add_command(batch)
+main.add_command(bench)
+main.add_command(text)

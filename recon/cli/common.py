@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Callable, Iterator
 
@@ -53,3 +54,32 @@ def progress_bars(quiet: bool = False) -> Iterator[Callable[[str, int, int], Non
             bars.update(tasks[label], completed=done, total=total)
 
         yield update
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none)."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def run_and_report(job: Callable[[Callable[[str, int, int], None]], object], out_dir, quiet: bool,
+                   as_json: bool, expected: tuple[type[BaseException], ...]) -> None:
+    """Run ``job(progress)`` (a ``recon run`` / ``recon text`` reconstruction) with progress bars, turn
+    the ``expected`` errors and Ctrl-C into one line and an exit code, and print the result summary."""
+    try:
+        with progress_bars(quiet or as_json) as progress:
+            result = job(progress)
+    except expected as exc:
+        fail(first_line(exc))
+        return
+    except KeyboardInterrupt:
+        fail(f"interrupted; run the same command again to resume from {out_dir}/checkpoints", 130)
+        return
+    if as_json:
+        click.echo(json.dumps({"out": str(result.out_dir), "run_json": str(result.run_json),
+                               "seconds": round(result.seconds, 2), "resumed": result.resumed,
+                               "hypotheses": [{"index": h.index, "seed": h.seed,
+                                               "meshes": {k: str(p) for k, p in h.paths.items()}}
+                                              for h in result.hypotheses]}, indent=2))
+        return
+    click.echo(f"{len(result.hypotheses)} hypotheses in {result.out_dir} ({result.seconds:.0f} s"
+               f"{', resumed' if result.resumed else ''}): open {result.out_dir / 'index.html'}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from recon.cli.common import fail, progress_bars
+from recon.cli.common import fail, progress_bars, run_and_report
 from recon.distill.factory import METHODS
 
 
@@ -76,24 +76,8 @@ def run(image, out_dir, from_json, hypotheses, seed, config_file, overrides, dev
             fail("give an IMAGE to reconstruct, or --from run.json", 2)
         config = _config(config_file, overrides, prior, hypotheses, seed, device, method)
     out_dir = out_dir or Path("out") / Path(image).stem
-    try:
-        with progress_bars(quiet or as_json) as progress:
-            result = reconstruct(image, config, out_dir, progress)
-    except (FileProblem, RunConflict, ValueError, RuntimeError) as exc:
-        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        return
-    except KeyboardInterrupt:
-        fail(f"interrupted; run the same command again to resume from {out_dir}/checkpoints", 130)
-        return
-    if as_json:
-        click.echo(json.dumps({"out": str(result.out_dir), "run_json": str(result.run_json),
-                               "seconds": round(result.seconds, 2), "resumed": result.resumed,
-                               "hypotheses": [{"index": h.index, "seed": h.seed,
-                                               "meshes": {k: str(p) for k, p in h.paths.items()}}
-                                              for h in result.hypotheses]}, indent=2))
-        return
-    click.echo(f"{len(result.hypotheses)} hypotheses in {result.out_dir} ({result.seconds:.0f} s"
-               f"{', resumed' if result.resumed else ''}): open {result.out_dir / 'index.html'}")
+    run_and_report(lambda progress: reconstruct(image, config, out_dir, progress), out_dir, quiet, as_json,
+                   (FileProblem, RunConflict, ValueError, RuntimeError))
 
 
 def _merge_flags(config, overrides, hypotheses, seed, device, method):

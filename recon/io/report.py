@@ -151,8 +151,9 @@ def _relative(ref: str) -> str:
 
 def index_html(title: str, hypotheses: Sequence[HypothesisEntry], contact_sheet_path: str | None,
                run_json: str = "run.json", input_image: str | None = None,
-               summary: dict[str, Any] | None = None) -> str:
-    """A self-contained page (inline CSS, no scripts, no network) showing the run's pictures and files."""
+               summary: dict[str, Any] | None = None, reproduce: str = "recon run") -> str:
+    """A self-contained page (inline CSS, no scripts, no network) showing the run's pictures and files;
+    ``reproduce`` is the command whose ``--from run.json`` repeats the run."""
     t = html.escape(title)
     parts = [
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -186,16 +187,17 @@ def index_html(title: str, hypotheses: Sequence[HypothesisEntry], contact_sheet_
             parts.append(f"<div>{links}</div>")
         parts.append("</figure>")
     parts.append(f'<p>Manifest: <a href="{_relative(run_json)}">{html.escape(run_json)}</a> '
-                 f"(reproduce with <code>recon run --from {html.escape(run_json)}</code>)</p>")
+                 f"(reproduce with <code>{html.escape(reproduce)} --from {html.escape(run_json)}</code>)</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
 
 def write_index_html(path: str | Path, title: str, hypotheses: Sequence[HypothesisEntry],
                      contact_sheet_path: str | None, run_json: str = "run.json",
-                     input_image: str | None = None, summary: dict[str, Any] | None = None) -> Path:
+                     input_image: str | None = None, summary: dict[str, Any] | None = None,
+                     reproduce: str = "recon run") -> Path:
     return atomic_write_text(path, index_html(title, hypotheses, contact_sheet_path, run_json,
-                                              input_image, summary))
+                                              input_image, summary, reproduce))
 
 
 # ----------------------------------------------------------------------------- run.json

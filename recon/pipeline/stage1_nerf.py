@@ -3,11 +3,14 @@
 Each step, for every hypothesis k:
 
 1. **Reference term** — rays through the known views (the input photo, or several known renders
-   in the photometric multi-view mode) give RGB and mask losses against the targets.
+   in the photometric multi-view mode) give RGB and mask losses against the targets. Text-to-3D
+   has no known views (``views=None``): the term is skipped and guidance plus the regularisers
+   alone shape the field.
 2. **Guidance term** (optional) — V views at random orbit cameras (each hypothesis draws its own)
    are rendered at the scheduled resolution; ``guidance(rgb, cameras, step)`` turns the batch
    into a loss (the lead connects it to a prior + distiller). Sparsity and normal smoothness act
-   on these renders.
+   on these renders. With ``cameras.group = G > 1`` the V views of a hypothesis come in groups of
+   G at one elevation, 360°/G apart (MVDream's 4-view convention; :mod:`recon.pipeline.camera_groups`).
 3. Opacity entropy (threestudio's "opaque") on every render; Adam steps all K fields.
 
 Batch order is **hypothesis-major**: row ``k · V + v`` of the guidance batch is view v of
@@ -33,8 +36,9 @@ import torch.nn.functional as F
 from recon import seeding
 from recon.config import from_dict, to_dict
 from recon.pipeline import losses
+from recon.pipeline.camera_groups import check_group, grouped_random_cameras
 from recon.pipeline.checkpoint import load_checkpoint, save_checkpoint
-from recon.render.cameras import DEFAULT_DISTANCE, DEFAULT_FOVY, Cameras, camera_batch, random_cameras, rays
+from recon.render.cameras import DEFAULT_DISTANCE, DEFAULT_FOVY, Cameras, camera_batch, rays
 from recon.scene.field import FieldConfig, RadianceField
 from recon.scene.occupancy import OccupancyConfig, OccupancyGrid
 from recon.scene.volume import LearnedBackground, VolumeConfig, render_rays, render_views
@@ -85,12 +89,18 @@ class LossWeights:
 
 @dataclass
 class CameraSampling:
-    """Ranges of the random guidance cameras (degrees; distance in world units)."""
+    """Ranges of the random guidance cameras (degrees; distance in world units).
+
+    group: 1 = independent cameras; G > 1 = groups of G views sharing elevation, distance, fovy
+        and background colour, azimuths spread evenly over the range (360°/G apart over the full
+        circle) — MVDream needs G = 4 and batch sizes that are multiples of 4.
+    """
 
     elevation_range: tuple[float, float] = (-10.0, 45.0)
     azimuth_range: tuple[float, float] = (-180.0, 180.0)
     distance_range: tuple[float, float] = (DEFAULT_DISTANCE, DEFAULT_DISTANCE)
     fovy_range: tuple[float, float] = (DEFAULT_FOVY, DEFAULT_FOVY)
+    group: int = 1
 
 
 @dataclass
@@ -188,17 +198,22 @@ class Stage1:
 
     Args:
         config: the stage's settings.
-        views: known views (the input photo via :meth:`KnownViews.from_image`, or several views).
+        views: known views (the input photo via :meth:`KnownViews.from_image`, or several views);
+            None for text-to-3D (no reference term; then ``guidance`` is required).
         hypotheses: hypothesis indices (K = len); index h seeds every stream of its slot.
         guidance: optional :data:`GuidanceFn`.
     """
 
-    def __init__(self, config: Stage1Config, views: KnownViews, hypotheses: int | Sequence[int] = 1,
+    def __init__(self, config: Stage1Config, views: KnownViews | None, hypotheses: int | Sequence[int] = 1,
                  guidance: GuidanceFn | None = None) -> None:
         self.config = config
         self.hypotheses = tuple(range(hypotheses)) if isinstance(hypotheses, int) else tuple(int(h) for h in hypotheses)
         if not self.hypotheses:
             raise ValueError("need at least one hypothesis")
+        if views is None and guidance is None:
+            raise ValueError("stage 1 needs known views, a guidance term, or both")
+        for size in config.batch_sizes:
+            check_group(int(size), config.cameras.group, "stage1.batch_sizes")
         self.guidance = guidance
         self.views = views
         k = len(self.hypotheses)
@@ -214,12 +229,13 @@ class Stage1:
             for purpose in (seeding.CAMERAS, SAMPLES, REF_RAYS, BACKGROUND, OCCUPANCY)
         }
         self.step_index = 0
-        # All known-view rays and their targets, flattened once: (N·H·W, ...).
-        o, d = rays(views.cameras, *views.rgb.shape[2:])
-        self._ref_o = o.reshape(-1, 3)
-        self._ref_d = d.reshape(-1, 3)
-        self._ref_rgb = views.rgb.permute(0, 2, 3, 1).reshape(-1, 3)
-        self._ref_mask = views.mask.permute(0, 2, 3, 1).reshape(-1, 1)
+        if views is not None:
+            # All known-view rays and their targets, flattened once: (N·H·W, ...).
+            o, d = rays(views.cameras, *views.rgb.shape[2:])
+            self._ref_o = o.reshape(-1, 3)
+            self._ref_d = d.reshape(-1, 3)
+            self._ref_rgb = views.rgb.permute(0, 2, 3, 1).reshape(-1, 3)
+            self._ref_mask = views.mask.permute(0, 2, 3, 1).reshape(-1, 1)
 
     @property
     def num_hypotheses(self) -> int:
@@ -248,20 +264,23 @@ class Stage1:
             return self.background
         if mode == "white":
             return None
+        group = self.config.cameras.group  # one colour per jointly denoised group (threestudio's share_aug_bg)
         cols = []
         for g in self.generators[BACKGROUND]:
-            c = torch.rand(views, 3, generator=g)
+            c = torch.rand(views // group, 3, generator=g)
             if mode == "mixed":
-                white = torch.rand(views, 1, generator=g) < 0.5
+                white = torch.rand(views // group, 1, generator=g) < 0.5
                 c = torch.where(white, torch.ones_like(c), c)
-            cols.append(c)
+            cols.append(c.repeat_interleave(group, dim=0))
         return torch.cat(cols)  # (K·V, 3)
 
     def sample_cameras(self, views: int, resolution: int) -> Cameras:
-        """K·V random cameras, hypothesis-major, each hypothesis from its own camera stream."""
+        """K·V random cameras, hypothesis-major, each hypothesis from its own camera stream (in groups
+        of ``cameras.group`` views when that is > 1)."""
         c = self.config.cameras
         return Cameras.cat([
-            random_cameras(views, g, c.elevation_range, c.azimuth_range, c.distance_range, c.fovy_range, resolution)
+            grouped_random_cameras(views, g, c.group, c.elevation_range, c.azimuth_range, c.distance_range,
+                                   c.fovy_range, resolution)
             for g in self.generators[seeding.CAMERAS]
         ])
 
@@ -278,13 +297,14 @@ class Stage1:
         samples = 0
 
         # Reference rays (white or learned background, as the input photo is composited).
-        o, d, target, mask = self._reference_batch()
-        ref = render_rays(self.field, o, d, cfg.volume, occupancy=occ, generators=self.generators[SAMPLES],
-                          background=self.background)
-        samples += int(ref["samples"])
-        terms["rgb"] = w["rgb"] * losses.rgb_loss(ref["rgb"], target, mask, ref["background"])
-        terms["mask"] = w["mask"] * losses.mask_loss(ref["opacity"], mask[..., 0])
-        terms["opaque"] = w["opaque"] * losses.opacity_entropy(ref["opacity"])
+        if self.views is not None:
+            o, d, target, mask = self._reference_batch()
+            ref = render_rays(self.field, o, d, cfg.volume, occupancy=occ, generators=self.generators[SAMPLES],
+                              background=self.background)
+            samples += int(ref["samples"])
+            terms["rgb"] = w["rgb"] * losses.rgb_loss(ref["rgb"], target, mask, ref["background"])
+            terms["mask"] = w["mask"] * losses.mask_loss(ref["opacity"], mask[..., 0])
+            terms["opaque"] = w["opaque"] * losses.opacity_entropy(ref["opacity"])
 
         renders = None
         if self.guidance is not None and w["guidance"] > 0:
@@ -298,17 +318,18 @@ class Stage1:
             rgb = out["rgb"].reshape(k * views, 3, res, res)
             terms["guidance"] = w["guidance"] * self.guidance(rgb, cams, step)
             terms["sparsity"] = w["sparsity"] * losses.sparsity(out["opacity"])
-            terms["opaque"] = terms["opaque"] + w["opaque"] * losses.opacity_entropy(out["opacity"])
+            terms["opaque"] = terms.get("opaque", 0.0) + w["opaque"] * losses.opacity_entropy(out["opacity"])
             if want_normals:
                 terms["normal_smooth"] = w["normal_smooth"] * losses.normal_smoothness(
                     out["normal"].reshape(k * views, 3, res, res))
             renders = rgb.detach().reshape(k, views, 3, res, res)
 
         # Per-hypothesis means summed over hypotheses: K · (mean over the K-batch).
-        total = k * sum(terms.values())
+        total = k * sum(terms.values()) if terms else torch.zeros(())
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
+        if total.requires_grad:  # no term this step (no known views, guidance weight 0): nothing to fit
+            total.backward()
+            self.optimizer.step()
         self.step_index += 1
         return StepResult(step, {n: float(v.detach()) * k for n, v in terms.items()}, float(total.detach()),
                           renders, samples, time.perf_counter() - start)
@@ -369,7 +390,7 @@ class Stage1:
         return save_checkpoint(path, self.state_dict(), STAGE)
 
     @classmethod
-    def load(cls, path: str | Path, views: KnownViews, guidance: GuidanceFn | None = None) -> Stage1:
+    def load(cls, path: str | Path, views: KnownViews | None, guidance: GuidanceFn | None = None) -> Stage1:
         """Rebuild a stage from a checkpoint written by :meth:`save` (config and hypotheses included).
 
         Raises :class:`~recon.pipeline.checkpoint.CheckpointError` (one line naming the file) when

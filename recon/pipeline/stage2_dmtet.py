@@ -13,6 +13,10 @@ with Adam over the SDF and the deformation. Colour: ``color_fn`` is the stage-1 
 gradients still flow through the points into the geometry); with ``finetune_color=True`` and a
 ``torch.nn.Module`` colour field its parameters are optimised too, at ``lr_color``.
 
+Guidance views: ``guidance_views_per_step`` random cameras, or with ``camera_group = G > 1`` groups of G
+views at one elevation spread evenly in azimuth (MVDream's 4 views 90° apart;
+:mod:`recon.pipeline.camera_groups`).
+
 Randomness (which target views, which random cameras) comes from one ``torch.Generator`` seeded by
 ``config.seed``; :meth:`Stage2.state_dict` holds everything needed to resume bit-identically on the CPU:
 parameters, optimiser moments, step, that generator's state and torch's global RNG state.
@@ -28,9 +32,10 @@ from typing import Any
 import torch
 import torch.nn.functional as nnf
 
+from recon.pipeline.camera_groups import check_group, grouped_random_cameras
 from recon.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from recon.render.backend import RasterBackend
-from recon.render.cameras import DEFAULT_DISTANCE, DEFAULT_FOVY, Cameras, random_cameras
+from recon.render.cameras import DEFAULT_DISTANCE, DEFAULT_FOVY, Cameras
 from recon.render.mesh_render import MeshRender, render_mesh
 from recon.scene.dmtet import DMTet
 from recon.scene.mesh import Mesh
@@ -55,6 +60,7 @@ class Stage2Config:
     resolution: int = 128  # render size of guidance views (target views render at their own size)
     target_views_per_step: int = 4
     guidance_views_per_step: int = 4
+    camera_group: int = 1  # guidance views in groups of this many (4 for MVDream); 1 = independent
     elevation_range: tuple[float, float] = (-10.0, 45.0)
     azimuth_range: tuple[float, float] = (-180.0, 180.0)
     distance: float = DEFAULT_DISTANCE
@@ -96,7 +102,11 @@ class ViewTargets:
 
 
 class Stage2:
-    """One stage-2 optimisation of a :class:`DMTet` (already initialised, e.g. ``init_from_density``)."""
+    """One stage-2 optimisation of a :class:`DMTet` (already initialised, e.g. ``init_from_density``).
+
+    ``batched=True`` declares that a :class:`~recon.pipeline.stage2_batch.Stage2Batch` supplies the
+    guidance, so a stage with neither targets nor its own guidance (text-to-3D) is allowed.
+    """
 
     def __init__(
         self,
@@ -106,9 +116,11 @@ class Stage2:
         backend: RasterBackend,
         targets: ViewTargets | None = None,
         guidance: GuidanceFn | None = None,
+        batched: bool = False,
     ):
-        if targets is None and guidance is None:
+        if targets is None and guidance is None and not batched:
             raise ValueError("stage 2 needs photometric targets, a guidance loss, or both")
+        check_group(config.guidance_views_per_step, config.camera_group, "stage2.guidance_views_per_step")
         self.config = config
         self.geometry = geometry
         self.color_fn = color_fn
@@ -157,8 +169,8 @@ class Stage2:
     def guidance_views(self, mesh: Mesh) -> tuple[torch.Tensor, Cameras]:
         """This step's random views of ``mesh``: rgb (V, 3, H, W) with gradients, and their cameras."""
         c = self.config
-        cams = random_cameras(c.guidance_views_per_step, self.generator, c.elevation_range, c.azimuth_range,
-                              (c.distance, c.distance), (c.fovy, c.fovy), c.resolution)
+        cams = grouped_random_cameras(c.guidance_views_per_step, self.generator, c.camera_group, c.elevation_range,
+                                      c.azimuth_range, (c.distance, c.distance), (c.fovy, c.fovy), c.resolution)
         # Camera-conditioned guidance (e.g. Zero-1-to-3's relative pose) reads them from here.
         self.guidance_cameras = cams
         out = self.render(mesh, cams.to(device=mesh.vertices.device), (c.resolution, c.resolution))

@@ -1,0 +1,239 @@
+"""The benchmark's report: a Markdown table, a JSON file and a matplotlib figure, from the runs' results.
+
+Aggregation: a run (family, method, seed) scores K hypotheses against every member of its family.
+Per method, each figure is first averaged over the runs of one seed (all families; for best-of-K
+scores over all cases, i.e. members), then the mean ± sample standard deviation over seeds is shown,
+so the spread is run-to-run (seed) variation, the unit a user gets when they press "run" again.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recon.config import to_dict
+from recon.io.atomic import atomic_path, atomic_write_text
+
+BENCH_SCHEMA = "recon.bench/1"
+
+# (key, column title, format, higher is better) of the summary table.
+COLUMNS = [
+    ("best_chamfer", "best-of-K CD ↓", "{:.4f}", False),
+    ("best_fscore", "best-of-K F@τ ↑", "{:.3f}", True),
+    ("coverage", "coverage ↑", "{:.2f}", True),
+    ("coverage_frac", "coverage / members ↑", "{:.2f}", True),
+    ("fidelity", "fidelity CD ↓", "{:.4f}", False),
+    ("diversity", "diversity CD ↑", "{:.4f}", True),
+    ("input_psnr", "input PSNR ↑", "{:.2f}", True),
+    ("input_iou", "input IoU ↑", "{:.3f}", True),
+    ("seconds", "s / run", "{:.0f}", False),
+    ("peak_rss_mib", "peak RSS MiB", "{:.0f}", False),
+    ("prior_evals", "prior evals / run", "{:.0f}", False),
+]
+
+
+def run_scores(r: dict[str, Any]) -> dict[str, float]:
+    """One run's figures (means over its cases and hypotheses)."""
+    cases = list(r["cases"].values())
+    return {
+        "best_chamfer": float(np.mean([c["best_chamfer"] for c in cases])),
+        "best_fscore": float(np.mean([c["best_fscore"] for c in cases])),
+        "coverage": float(r["coverage"]),
+        "coverage_frac": r["coverage"] / len(r["members"]),
+        "fidelity": float(r["fidelity"]),
+        "diversity": float(r["diversity"]),
+        "input_psnr": float(np.mean([h["input_psnr"] for h in r["hypotheses"]])),
+        "input_iou": float(np.mean([h["input_iou"] for h in r["hypotheses"]])),
+        "seconds": float(r["seconds"]["total"]),
+        "peak_rss_mib": float(r["peak_rss_mib"]),
+        "prior_evals": float(r["prior_evals"]["total"]),
+    }
+
+
+def per_seed(results: list[dict[str, Any]]) -> dict[str, dict[int, dict[str, float]]]:
+    """label -> seed -> figures averaged over that seed's runs (best-of-K: over all its cases)."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        groups[(r["label"], r["seed"])].append(r)
+    out: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
+    for (label, seed), runs in groups.items():
+        scores = [run_scores(r) for r in runs]
+        fig = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+        # best-of-K over cases, not runs: weight each run by its number of cases
+        n = [len(r["cases"]) for r in runs]
+        for key in ("best_chamfer", "best_fscore"):
+            fig[key] = float(np.average([s[key] for s in scores], weights=n))
+        fig["peak_rss_mib"] = max(s["peak_rss_mib"] for s in scores)
+        out[label][seed] = fig
+    return out
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """label -> {key: {"mean", "std", "n"}} over seeds, plus "seeds" and "runs"."""
+    seeds = per_seed(results)
+    out: dict[str, dict[str, Any]] = {}
+    for label, by_seed in seeds.items():
+        figs = list(by_seed.values())
+        entry: dict[str, Any] = {"seeds": sorted(by_seed), "runs": sum(1 for r in results if r["label"] == label)}
+        for key, *_ in COLUMNS:
+            vals = np.array([f[key] for f in figs])
+            entry[key] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0,
+                          "n": len(vals)}
+        out[label] = entry
+    return out
+
+
+def compare(results: list[dict[str, Any]], label: str, reference: str = "sds") -> dict[str, Any] | None:
+    """Paired (same seeds) differences label − reference of coverage and best-of-K Chamfer."""
+    seeds = per_seed(results)
+    if label not in seeds or reference not in seeds:
+        return None
+    common = sorted(set(seeds[label]) & set(seeds[reference]))
+    if not common:
+        return None
+    out: dict[str, Any] = {"label": label, "reference": reference, "seeds": common}
+    for key in ("coverage", "best_chamfer", "best_fscore", "diversity", "fidelity"):
+        a = np.array([seeds[label][s][key] for s in common])
+        b = np.array([seeds[reference][s][key] for s in common])
+        out[key] = {"label": float(a.mean()), "reference": float(b.mean()), "diff": float((a - b).mean()),
+                    "relative": float((a.mean() - b.mean()) / b.mean()) if b.mean() else None,
+                    "wins": int((a > b).sum() if key in ("coverage", "best_fscore", "diversity") else (a < b).sum()),
+                    "ties": int((a == b).sum())}
+    return out
+
+
+def _fmt(entry: dict[str, float], fmt: str) -> str:
+    s = fmt.format(entry["mean"])
+    return s + (" ± " + fmt.format(entry["std"]) if entry["n"] > 1 else "")
+
+
+def markdown(results: list[dict[str, Any]], meta: dict[str, Any], failed: list[str]) -> str:
+    summary = summarise(results)
+    labels = list(dict.fromkeys(r["label"] for r in results))
+    lines = [f"# recon bench — {meta['cases']} set", "",
+             f"{meta['date']}, {meta['machine']}; {len(results)} runs ({', '.join(labels)}), "
+             f"seeds {meta['seeds']}, families {', '.join(meta['families'])}, K = {meta['hypotheses']}, "
+             f"τ = {meta['tau']}, {meta['points']} surface points per mesh. Command: `{meta['command']}`", "",
+             "Mean ± std over seeds (each seed: the mean over its runs; best-of-K over all cases).", ""]
+    lines.append("| method | " + " | ".join(title for _, title, _, _ in COLUMNS) + " |")
+    lines.append("|---" * (len(COLUMNS) + 1) + "|")
+    for label in labels:
+        s = summary[label]
+        lines.append(f"| {label} | " + " | ".join(_fmt(s[key], fmt) for key, _, fmt, _ in COLUMNS) + " |")
+    comps = [c for c in (compare(results, lab) for lab in labels if lab != "sds") if c]
+    if comps:
+        lines += ["", "Paired with SDS on the same seeds (wins = seeds where the method is better):", ""]
+        for c in comps:
+            cov, cd = c["coverage"], c["best_chamfer"]
+            lines.append(
+                f"- **{c['label']}** vs sds: coverage {cov['label']:.2f} vs {cov['reference']:.2f} "
+                f"({cov['diff']:+.2f}, better on {cov['wins']}/{len(c['seeds'])} seeds, {cov['ties']} ties); "
+                f"best-of-K CD {cd['label']:.4f} vs {cd['reference']:.4f} ({100 * cd['relative']:+.1f} %, "
+                f"better on {cd['wins']}/{len(c['seeds'])} seeds)")
+    lines += ["", "## Per run", "",
+              "| family | method | seed | best-of-K CD per member | coverage | nearest member per hypothesis "
+              "| fidelity | diversity | s | evals |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(results, key=lambda r: (r["family"], labels.index(r["label"]), r["seed"])):
+        best = ", ".join(f"{n.split('/')[-1]} {c['best_chamfer']:.4f}" for n, c in r["cases"].items())
+        near = ", ".join(n.split("/")[-1] for n in r["nearest"])
+        lines.append(f"| {r['family']} | {r['label']} | {r['seed']} | {best} | {r['coverage']}/{len(r['members'])} "
+                     f"| {near} | {r['fidelity']:.4f} | {r['diversity']:.4f} | {r['seconds']['total']:.0f} "
+                     f"| {r['prior_evals']['total']} |")
+    if failed:
+        lines += ["", "## Failed runs", ""] + [f"- {f}" for f in failed]
+    return "\n".join(lines) + "\n"
+
+
+def write_figure(path: Path, out_dir: Path, results: list[dict[str, Any]], truths, seed: int | None = None) -> Path | None:
+    """Renders of every hypothesis beside the ground truth, per family (one seed) and method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    if not results:
+        return None
+    seed = seed if seed is not None else min(r["seed"] for r in results)
+    labels = list(dict.fromkeys(r["label"] for r in results))
+    families = list(dict.fromkeys(r["family"] for r in results))
+    rows: list[tuple[str, list[tuple[np.ndarray, str]]]] = []
+    for fam in families:
+        gt = truths[fam]
+        rows.append((f"{fam}: ground truth", [
+            (np.asarray(Image.open(out_dir / "gt" / f"{fam}_{n.split('/')[-1]}.png")), n.split("/")[-1])
+            for n in gt.names]))
+        for label in labels:
+            run = next((r for r in results if r["family"] == fam and r["label"] == label and r["seed"] == seed), None)
+            if run is None:
+                continue
+            tiles = [(np.asarray(Image.open(out_dir / run["dir"] / h["render"])),
+                      f"→ {near.split('/')[-1]} ({cd:.3f})")
+                     for h, near, cd in zip(run["hypotheses"], run["nearest"], run["nearest_chamfer"])]
+            rows.append((f"{fam}: {label} ({run['coverage']}/{len(run['members'])})", tiles))
+    cols = max(len(t) for _, t in rows)
+    h, w = rows[0][1][0][0].shape[:2]
+    scale = 1.6 / h
+    fig, axes = plt.subplots(len(rows), cols, figsize=(cols * w * scale, len(rows) * (h * scale + 0.28)),
+                             squeeze=False)
+    for i, (name, tiles) in enumerate(rows):
+        for j in range(cols):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(tiles):
+                ax.imshow(tiles[j][0])
+                ax.set_title(tiles[j][1], fontsize=7, pad=2)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle(f"seed {seed}: each tile = three views (azimuth 60°, 150°, 230°); label = nearest member (Chamfer-L1)",
+                 fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
+def machine() -> str:
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()} CPU cores ({cpu}), {gpu}, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def write_report(out_dir: Path, results: list[dict[str, Any]], truths, bench, settings, failed: list[str],
+                 info: dict[str, Any]) -> tuple[Path, Path, Path | None]:
+    """bench.md, bench.json and figure.png in ``out_dir``."""
+    meta = {
+        "cases": bench.cases, "date": _dt.date.today().isoformat(), "machine": machine(),
+        "threads": torch.get_num_threads(), "hypotheses": bench.hypotheses, "tau": settings.tau,
+        "points": settings.points, "seeds": info["seeds"], "families": info["families"],
+        "command": info.get("command", "recon bench"),
+    }
+    md = atomic_write_text(out_dir / "bench.md", markdown(results, meta, failed))
+    labels = list(dict.fromkeys(r["label"] for r in results))
+    data = {
+        "schema": BENCH_SCHEMA,
+        "meta": meta,
+        "bench": to_dict(bench),
+        "budget": info["budget"],
+        "calibration": info["calibration"],
+        "summary": summarise(results),
+        "comparisons": [c for c in (compare(results, lab) for lab in labels if lab != "sds") if c],
+        "failed": failed,
+        "runs": [{k: v for k, v in r.items() if k != "config"} for r in results],
+    }
+    js = atomic_write_text(out_dir / "bench.json", json.dumps(data, indent=1))
+    fig = write_figure(out_dir / "figure.png", out_dir, results, truths)
+    return md, js, fig
