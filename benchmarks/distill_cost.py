@@ -5,7 +5,7 @@ Every method optimises the same K images for the same number of steps with t ann
 an *eval* is one noise prediction of one sample on one CFG branch; a *call* is one batched network
 forward. Each method runs in a fresh process so its wall time and peak RSS are its own.
 
-    python benchmarks/distill_cost.py                    # analytic prior: exact counts, fast
+    python benchmarks/distill_cost.py --threads 1        # analytic prior: exact counts, fast
     python benchmarks/distill_cost.py --prior unet       # a random-weight UNet: counts + real network time
 """
 
@@ -56,8 +56,10 @@ def condition(prior, k):
     return prior.condition(embeddings=torch.randn(1, 8, 64, generator=torch.Generator().manual_seed(0)), batch=k)
 
 
-def run_case(kind: str, method: str, cache: bool, steps: int, k: int, queue) -> None:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+def run_case(kind: str, method: str, cache: bool, steps: int, k: int, threads: int, queue) -> None:
+    if threads > 0:
+        # The analytic prior's tensors are tiny: thread hand-offs, not arithmetic, would be timed.
+        torch.set_num_threads(threads)
     from recon.diffusion import TimestepConfig
     from recon.distill import DistillConfig, build_distiller, optimize_image
 
@@ -84,19 +86,21 @@ def main() -> None:
     parser.add_argument("--prior", choices=["gmm", "unet"], default="gmm")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--hypotheses", type=int, default=1, help="images optimised together (K)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per case (0: torch's default)")
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
     rows = []
     for label, method, cache in CASES:
         queue = ctx.Queue()
-        proc = ctx.Process(target=run_case, args=(args.prior, method, cache, args.steps, args.hypotheses, queue))
+        proc = ctx.Process(target=run_case, args=(args.prior, method, cache, args.steps, args.hypotheses, args.threads, queue))
         proc.start()
         stats = queue.get()
         proc.join()
         rows.append((label, stats))
     sds = rows[0][1]
     k, n = args.hypotheses, args.steps
-    print(f"prior={args.prior}  steps={n}  K={k}  CFG 7.5  t: 0.98 -> 0.02 (DSD schedule)")
+    threads = args.threads or torch.get_num_threads()
+    print(f"prior={args.prior}  steps={n}  K={k}  threads={threads}  CFG 7.5  t: 0.98 -> 0.02 (DSD schedule)")
     print("| method | evals/step/hyp | calls/step | evals vs SDS | wall s | ms/step | wall vs SDS | peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, s in rows:

@@ -103,3 +103,31 @@ def test_batch_table_lists_failures(tmp_path, no_models):
     result = CliRunner().invoke(main, ["batch", str(folder), "--out", str(tmp_path / "out"), *TINY])
     assert result.exit_code == 1
     assert "tiny.png" in result.output and "failed" in result.output
+
+
+def test_a_missing_segmenter_model_file_is_named(tmp_path, no_models):
+    photo = make_cmyk_photo(tmp_path)
+    model = tmp_path / "models" / "u2net.onnx"
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", str(photo), "--segmenter-model", str(model), "--out", str(out),
+                                       "--quiet", *TINY])
+    assert result.exit_code != 0
+    assert str(model) in one_error_line(result.output)
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_segmenter_model_flag_segments_a_photo_end_to_end(tmp_path, no_models):
+    """--segmenter-model reaches rembg: a photo without alpha is segmented by a local ONNX file."""
+    from tests.io.test_rembg_local_model import photo, save_darkness_model
+
+    model = tmp_path / "elsewhere" / "u2net.onnx"
+    save_darkness_model(model)
+    path, _ = photo(tmp_path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", str(path), "--segmenter-model", str(model), "--out", str(out),
+                                       "--json", *TINY])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["input"]["segment"]["model_path"] == str(model)
+    assert len(list((out / "meshes").glob("*.glb"))) == 2

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args
 
 import click
 
 from recon.cli.common import fail, progress_bars, run_and_report
 from recon.distill.factory import METHODS
+from recon.io.segment import SegmenterModel
+
+
+def _segment_overrides(segmenter, segmenter_model) -> list[str]:
+    out = [f"input.segment.model={segmenter}"] if segmenter else []
+    return out + ([f"input.segment.model_path={segmenter_model}"] if segmenter_model else [])
 
 
 def _config(config_file, overrides, prior, hypotheses, seed, device, method):
@@ -35,6 +42,10 @@ _COMMON = [
     click.option("--prior", default=None,
                  help="library (embedded, CPU), zero123, stable-zero123, a model-zoo name or a folder."),
     click.option("--method", type=click.Choice(METHODS), default=None, help="Distillation method (default dsd)."),
+    click.option("--segmenter", type=click.Choice(get_args(SegmenterModel)), default=None,
+                 help="rembg model for photos without an alpha channel (default u2net)."),
+    click.option("--segmenter-model", type=click.Path(path_type=Path), default=None,
+                 help="Local .onnx file of that rembg model (default: where rembg keeps it, $REMBG_HOME)."),
     click.option("--quiet", is_flag=True, help="No progress bars."),
     click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary."),
 ]
@@ -53,7 +64,8 @@ def common(fn):
 @click.option("--from", "from_json", type=click.Path(path_type=Path), default=None,
               help="Reproduce the run a run.json describes (same input, config and seeds).")
 @common
-def run(image, out_dir, from_json, hypotheses, seed, config_file, overrides, device, prior, method, quiet, as_json):
+def run(image, out_dir, from_json, hypotheses, seed, config_file, overrides, device, prior, method, segmenter,
+        segmenter_model, quiet, as_json):
     """Reconstruct IMAGE into K textured meshes (GLB, OBJ+MTL+PNG, PLY), turntables, a contact sheet,
     index.html and run.json. Running the same command again resumes an interrupted run."""
     from recon.config import ConfigError, from_dict
@@ -70,11 +82,11 @@ def run(image, out_dir, from_json, hypotheses, seed, config_file, overrides, dev
         except ConfigError as exc:
             fail(f"{from_json}: its config does not fit this recon version ({exc})")
         image = image or Path(record.input.get("path", ""))
-        config = _merge_flags(config, overrides, hypotheses, seed, device, method)
+        config = _merge_flags(config, [*overrides, *_segment_overrides(segmenter, segmenter_model)], hypotheses, seed, device, method)
     else:
         if image is None:
             fail("give an IMAGE to reconstruct, or --from run.json", 2)
-        config = _config(config_file, overrides, prior, hypotheses, seed, device, method)
+        config = _config(config_file, [*overrides, *_segment_overrides(segmenter, segmenter_model)], prior, hypotheses, seed, device, method)
     out_dir = out_dir or Path("out") / Path(image).stem
     run_and_report(lambda progress: reconstruct(image, config, out_dir, progress), out_dir, quiet, as_json,
                    (FileProblem, RunConflict, ValueError, RuntimeError))
@@ -107,7 +119,7 @@ def _merge_flags(config, overrides, hypotheses, seed, device, method):
 @click.option("--gpus-per-image", type=float, default=None, help="With --ray: GPUs per image (default 1 on CUDA).")
 @common
 def batch(folder, out_root, shard, ray_address, gpus_per_image, hypotheses, seed, config_file, overrides, device,
-          prior, method, quiet, as_json):
+          prior, method, segmenter, segmenter_model, quiet, as_json):
     """Reconstruct every image in FOLDER. Finished images are skipped, a bad image is reported and the
     others go on; the summary table lists the failures (exit status 1 if any). With --ray, Ray spreads
     the images over the GPUs of a machine or a cluster."""
@@ -119,7 +131,7 @@ def batch(folder, out_root, shard, ray_address, gpus_per_image, hypotheses, seed
             raise ValueError
     except ValueError:
         fail(f"--shard {shard!r} is not I/N with 0 <= I < N", 2)
-    config = _config(config_file, overrides, prior, hypotheses, seed, device, method)
+    config = _config(config_file, [*overrides, *_segment_overrides(segmenter, segmenter_model)], prior, hypotheses, seed, device, method)
     try:
         if ray_address is not None:
             from recon.pipeline.ray_batch import reconstruct_batch_ray
