@@ -5,6 +5,7 @@ The main entry points (imported lazily, so ``import recon`` stays light):
 
 - ``recon.reconstruct(image, config, out_dir)`` — photo to K textured meshes (``recon run``);
 - ``recon.text_to_3d(prompt, config, out_dir)`` — prompt to K textured meshes (``recon text``);
+- ``recon.export_run(run_dir, formats, out_dir)`` — a finished run's meshes exported again (``recon export``);
 - ``recon.reconstruct_batch(folder, config, out_root)`` — a folder of photos (``recon batch``).
 """
 
@@ -20,6 +21,7 @@ _LAZY = {
     "reconstruct_batch": ("recon.pipeline.batch", "reconstruct_batch"),
     "text_to_3d": ("recon.pipeline.text_to_3d", "text_to_3d"),
     "TextTo3DConfig": ("recon.pipeline.text_to_3d", "TextTo3DConfig"),
+    "export_run": ("recon.pipeline.reexport", "export_run"),
 }
 
 

@@ -7,6 +7,7 @@ import click
 from recon import __version__
 from recon.cli.bench import bench
 from recon.cli.distill2d import distill2d
+from recon.cli.export import export
 from recon.cli.models import models
 from recon.cli.run import batch, run
 from recon.cli.text import text
@@ -24,3 +25,4 @@ main.add_command(run)
 main.add_command(batch)
 main.add_command(bench)
 main.add_command(text)
+main.add_command(export)

@@ -45,6 +45,12 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- contact sheet
+# The contact sheet's two views per hypothesis: azimuth 0 is the front (the input photo's camera).
+# A front three-quarter view and the back three-quarter view from the opposite side see all four
+# sides between them; the back is what differs between hypotheses.
+SHEET_VIEWS = {"front 3/4": 45.0, "back 3/4": 225.0}
+
+
 def contact_sheet(images: Sequence[np.ndarray], labels: Sequence[str], columns: int | None = None,
                   label_height: int = 22, pad: int = 4) -> np.ndarray:
     """K images (H, W, 3) of equal size -> one (rows*(H+label_height+pad)+pad, ...) uint8 RGB sheet.
@@ -54,22 +60,58 @@ def contact_sheet(images: Sequence[np.ndarray], labels: Sequence[str], columns: 
     """
     if not images or len(images) != len(labels):
         raise ValueError(f"need one label per image, got {len(images)} images and {len(labels)} labels")
-    tiles = [to_uint8(im) for im in images]
-    h, w = tiles[0].shape[:2]
-    if any(t.shape[:2] != (h, w) for t in tiles):
+    cols = columns or int(np.ceil(np.sqrt(len(images))))
+    return views_sheet([[im] for im in images], labels, columns=cols, label_height=label_height, pad=pad)
+
+
+def views_sheet(views: Sequence[Sequence[np.ndarray]], labels: Sequence[str],
+                view_names: Sequence[str] | None = None, columns: int | None = None,
+                label_height: int = 22, pad: int = 4) -> np.ndarray:
+    """V views of each of K hypotheses -> one uint8 RGB sheet on white.
+
+    ``views[k][v]`` is view v of hypothesis k (H, W, 3|4), all the same size. Hypotheses are columns
+    (at most ``columns`` per band, default 8, then the next band below); in a band, view v of every
+    hypothesis sits on row v, so one view of all hypotheses compares side by side, and ``labels[k]`` is
+    written in a strip under hypothesis k's column. With ``view_names`` (V names) a header column on the
+    left names each row. Cell geometry: band height V·H + (V−1)·pad + label_height + pad, column
+    width W + pad, plus ``pad`` around the sheet (and the header column's width when named).
+    """
+    if not views or len(views) != len(labels):
+        raise ValueError(f"need one label per image, got {len(views)} images and {len(labels)} labels")
+    tiles = [[to_uint8(im) for im in hyp] for hyp in views]
+    n_views = len(tiles[0])
+    if n_views == 0 or any(len(t) != n_views for t in tiles):
+        raise ValueError("every hypothesis of a contact sheet needs the same number of views (at least one)")
+    h, w = tiles[0][0].shape[:2]
+    if any(t.shape[:2] != (h, w) for hyp in tiles for t in hyp):
         raise ValueError("all images of a contact sheet must have the same size")
+    if view_names is not None and len(view_names) != n_views:
+        raise ValueError(f"need one name per view, got {len(view_names)} names for {n_views} views")
     k = len(tiles)
-    cols = columns or int(np.ceil(np.sqrt(k)))
-    rows = int(np.ceil(k / cols))
-    cell_h, cell_w = h + label_height + pad, w + pad
-    sheet = np.full((rows * cell_h + pad, cols * cell_w + pad, 3), 255, np.uint8)
-    for i, tile in enumerate(tiles):
-        y, x = pad + (i // cols) * cell_h, pad + (i % cols) * cell_w
-        sheet[y:y + h, x:x + w] = tile
-    for i, label in enumerate(labels):
-        y, x = pad + (i // cols) * cell_h + h, pad + (i % cols) * cell_w
+    cols = min(columns or 8, k)
+    bands = int(np.ceil(k / cols))
+    head_w = _header_width(view_names, label_height) + pad if view_names else 0
+    band_h = n_views * h + (n_views - 1) * pad + label_height + pad
+    sheet = np.full((bands * band_h + pad, head_w + cols * (w + pad) + pad, 3), 255, np.uint8)
+    for i, (hyp, label) in enumerate(zip(tiles, labels)):
+        y0, x = pad + (i // cols) * band_h, pad + head_w + (i % cols) * (w + pad)
+        for v, tile in enumerate(hyp):
+            y = y0 + v * (h + pad)
+            sheet[y:y + h, x:x + w] = tile
+        y = y0 + n_views * h + (n_views - 1) * pad
         sheet[y:y + label_height, x:x + w] = _label_strip(str(label), w, label_height)
+    for b in range(bands if view_names else 0):
+        for v, name in enumerate(view_names):
+            y = pad + b * band_h + v * (h + pad) + max(0, (h - label_height) // 2)
+            sheet[y:y + label_height, pad:pad + head_w - pad] = _label_strip(str(name), head_w - pad, label_height)
     return sheet
+
+
+def _header_width(names: Sequence[str], label_height: int) -> int:
+    """Pixels that the widest of ``names`` needs in a label strip of ``label_height``."""
+    font = _font(max(6, label_height - 8))
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    return int(np.ceil(max(draw.textlength(str(n), font=font) for n in names))) + 6
 
 
 def _label_strip(text: str, width: int, height: int) -> np.ndarray:
@@ -92,8 +134,12 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
-def seed_labels(seeds: Sequence[int]) -> list[str]:
-    return [f"#{k}  seed {s}" for k, s in enumerate(seeds)]
+def seed_labels(seeds: Sequence[int], indices: Sequence[int] | None = None) -> list[str]:
+    """"#k  seed s" for each hypothesis (``indices`` default 0..K-1)."""
+    indices = range(len(seeds)) if indices is None else indices
+    if len(indices) != len(seeds):
+        raise ValueError(f"need one index per seed, got {len(indices)} indices and {len(seeds)} seeds")
+    return [f"#{k}  seed {s}" for k, s in zip(indices, seeds)]
 
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:
@@ -103,10 +149,17 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
     return Path(path)
 
 
-def write_contact_sheet(path: str | Path, images: Sequence[np.ndarray], seeds: Sequence[int],
-                        columns: int | None = None) -> Path:
-    """PNG contact sheet of the K hypotheses' renders, each labelled with its index and seed."""
-    return write_png(path, contact_sheet(images, seed_labels(seeds), columns))
+def write_contact_sheet(path: str | Path, views: Sequence[np.ndarray | Sequence[np.ndarray]], seeds: Sequence[int],
+                        columns: int | None = None, indices: Sequence[int] | None = None,
+                        view_names: Sequence[str] | None = None) -> Path:
+    """PNG contact sheet of K hypotheses (:func:`views_sheet`), each labelled with its index and seed.
+
+    ``views[k]`` is hypothesis k's render (H, W, 3|4), or its V renders — for a run, the
+    :data:`SHEET_VIEWS` pair, named by ``view_names``. ``indices`` are the hypotheses' indices (default
+    0..K-1), for runs in which some hypothesis has no mesh.
+    """
+    per_hyp = [[v] if np.asarray(v).ndim == 3 else list(v) for v in views]
+    return write_png(path, views_sheet(per_hyp, seed_labels(seeds, indices), view_names, columns))
 
 
 # ----------------------------------------------------------------------------- turntable
@@ -331,7 +384,7 @@ def new_run_record(command: str, config: Any, seeds: Sequence[int], input_path: 
 
 
 __all__ = [
-    "RUN_SCHEMA", "HypothesisEntry", "RunRecord", "StageRecord", "contact_sheet", "device_info",
-    "index_html", "input_record", "new_run_record", "package_versions", "read_run_json", "seed_labels",
+    "RUN_SCHEMA", "SHEET_VIEWS", "HypothesisEntry", "RunRecord", "StageRecord", "contact_sheet", "device_info",
+    "index_html", "input_record", "new_run_record", "package_versions", "read_run_json", "seed_labels", "views_sheet",
     "write_contact_sheet", "write_index_html", "write_png", "write_run_json", "write_turntable",
 ]

@@ -35,15 +35,15 @@ from recon.diffusion.timesteps import TimestepConfig
 from recon.distill.base import DistillConfig, Hypothesis
 from recon.distill.factory import build_distiller
 from recon.io.atomic import atomic_write_text
-from recon.io.export import export_mesh
+from recon.io.export import ExportConfig, export_mesh
 from recon.io.output_dir import ensure_writable_dir
 from recon.io.report import (
+    SHEET_VIEWS,
     HypothesisEntry,
     RunRecord,
-    contact_sheet,
     now_iso,
+    write_contact_sheet,
     write_index_html,
-    write_png,
     write_run_json,
     write_turntable,
 )
@@ -168,6 +168,20 @@ def best_level(geometry: DMTet, density_fn: DensityFn, cameras: Cameras, masks: 
         if iou > best_iou + 1e-3:
             best, best_iou = level, iou
     return best
+
+
+def export_hypotheses(indices: list[int], meshes: list[Mesh], color_fns: dict[int, Callable], folder: Path,
+                      backend: RasterBackend, config: ExportConfig, seed: int,
+                      progress: Progress) -> list[HypothesisResult]:
+    """Export step of a run (and of ``recon export``): hypothesis ``indices[i]``'s raw surface
+    ``meshes[i]``, coloured by ``color_fns[indices[i]]``, to ``folder/hypothesis_<k>.<format>``."""
+    results = []
+    for i, (k, mesh) in enumerate(zip(indices, meshes)):
+        progress("export", i, len(meshes))
+        res = export_mesh(mesh, color_fns[k], folder, f"hypothesis_{k}", backend, config)
+        results.append(HypothesisResult(k, seed, mesh, dict(res.paths)))
+    progress("export", len(meshes), len(meshes))
+    return results
 
 
 class StagedRun:
@@ -329,34 +343,29 @@ class StagedRun:
     # -- export and report
     def export(self, meshes: list[Mesh]) -> list[HypothesisResult]:
         """Write each mesh (GLB, OBJ+MTL+PNG, PLY) under ``meshes/`` as ``hypothesis_<k>``."""
-        results = []
-        for i, (k, mesh) in enumerate(zip(self.kept, meshes)):
-            self.progress("export", i, len(meshes))
-            res = export_mesh(mesh, self.color_fns[k], self.out / "meshes", f"hypothesis_{k}", self.backend,
-                              self.config.export)
-            results.append(HypothesisResult(k, self.config.seed, mesh, dict(res.paths)))
-        self.progress("export", len(meshes), len(meshes))
-        return results
+        return export_hypotheses(self.kept, meshes, self.color_fns, self.out / "meshes", self.backend,
+                                 self.config.export, self.config.seed, self.progress)
 
     def report(self, results: list[HypothesisResult], record: RunRecord | None = None) -> None:
         """Turntables, the contact sheet and index.html (``record`` is unused; kept for callers)."""
         c = self.config
         rc = c.report
         n = rc.turntable_frames
-        sheet, labels, entries = [], [], []
+        sheet, entries = [], []
         for res in results:
-            azim = torch.linspace(0, 360, n + 1)[:-1]
-            cams = camera_batch(torch.full((n,), rc.elevation), azim, c.distance, c.fovy, rc.render_size)
+            # The turntable's n frames, then the contact sheet's views, in one render call.
+            azim = torch.cat([torch.linspace(0, 360, n + 1)[:-1], torch.tensor(list(SHEET_VIEWS.values()))])
+            cams = camera_batch(torch.full((len(azim),), rc.elevation), azim, c.distance, c.fovy, rc.render_size)
             with torch.no_grad():
                 frames = render_mesh(res.mesh, cams, self.backend, color_fn=self.color_fns[res.index]).rgb
             frames = (frames.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
             gif = self.out / f"turntable_{res.index}.gif"
-            write_turntable(gif, list(frames))
-            sheet.append(frames[n // 8])  # a three-quarter view
-            labels.append(f"#{res.index}  seed {res.seed}")
+            write_turntable(gif, list(frames[:n]))
+            sheet.append(frames[n:])
             entries.append(HypothesisEntry(res.index, res.seed, gif.name,
                                            {fmt: str(p.relative_to(self.out)) for fmt, p in res.paths.items()}))
-        write_png(self.out / "contact_sheet.png", contact_sheet(sheet, labels))
+        write_contact_sheet(self.out / "contact_sheet.png", sheet, [r.seed for r in results],
+                            indices=[r.index for r in results], view_names=list(SHEET_VIEWS))
         title, input_image, extra = self.page()
         summary = {"method": c.distill.method, "hypotheses": len(results), "seed": c.seed, **extra}
         if self.empty:
