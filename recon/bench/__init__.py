@@ -2,6 +2,6 @@
 inputs whose hidden back is ambiguous, scored against every plausible ground truth."""
 
 from recon.bench.bench import BenchConfig, BenchResult, run_bench
-from recon.bench.cases import CASE_SETS, Case, CaseSet, RunSpec, Variant
+from recon.bench.cases import CASE_SETS, CaseSet, RunSpec, Variant
 
-__all__ = ["CASE_SETS", "BenchConfig", "BenchResult", "Case", "CaseSet", "RunSpec", "Variant", "run_bench"]
+__all__ = ["CASE_SETS", "BenchConfig", "BenchResult", "CaseSet", "RunSpec", "Variant", "run_bench"]

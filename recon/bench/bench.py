@@ -26,11 +26,12 @@ from recon.bench.runner import (
     GroundTruth,
     MetricSettings,
     render_views,
-    write_rgb_png,
     write_rgba_png,
 )
 from recon.config import ConfigError, from_dict, merge_overrides, to_dict
 from recon.io.atomic import atomic_write_text
+from recon.io.output_dir import ensure_writable_dir
+from recon.io.report import write_png
 from recon.pipeline.image_to_3d import ImageTo3DConfig
 from recon.pipeline.prior_setup import build_image_prior
 from recon.pipeline.recipes import image_config
@@ -45,7 +46,7 @@ class BenchConfig:
     """What to run.
 
     cases: ``smoke`` or ``full`` (families, seeds and budget; see :mod:`recon.bench.cases`).
-    methods: variant labels — a distiller name (equal loss weights) or ``NAME-cal`` (guidance weights
+    methods: variant labels (None = the case set's) — a distiller name (equal loss weights) or ``NAME-cal`` (guidance weights
         calibrated to SDS's gradient magnitude, :mod:`recon.bench.calibrate`).
     families, seeds: replace the case set's (None = the set's own).
     hypotheses: K per run.
@@ -57,7 +58,7 @@ class BenchConfig:
     """
 
     cases: str = "smoke"
-    methods: list[str] = field(default_factory=lambda: ["dsd", "sds", "asd", "sdi"])
+    methods: list[str] | None = None
     families: list[str] | None = None
     seeds: list[int] | None = None
     hypotheses: int = 4
@@ -139,7 +140,7 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
     cs = case_set(bench.cases)
     families = bench.families or cs.families
     seeds = bench.seeds if bench.seeds is not None else cs.seeds
-    variants = _variants(bench.methods)
+    variants = _variants(bench.methods or cs.methods)
     common, per_label = split_overrides(bench.overrides)
     unknown = sorted(set(per_label) - {v.label for v in variants})
     if unknown:
@@ -148,7 +149,7 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
     if base.prior.kind != "library":
         raise ConfigError("recon bench needs the library prior (prior.kind=library): ground truth comes from it")
     settings = MetricSettings(points=bench.points, tau=bench.tau)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(out)  # one clear error before any work
 
     backend = select_backend(base.backend, "cuda" if base.device == "cuda" else "cpu")
     reference = (base.elevation, 0.0, base.distance)
@@ -163,7 +164,7 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
                                   [M.outer_surface_points(s.mesh, settings.points) for s in shapes])
         for s in shapes:
             views = render_views(s.mesh, settings.views, settings.render_size, backend, base.distance, base.fovy)
-            write_rgb_png(out / "gt" / f"{s.family}_{s.member}.png", views)
+            write_png(out / "gt" / f"{s.family}_{s.member}.png", views)
 
     factors = _calibration(out, base, prior, images, families, variants, log) \
         if any(v.weighting == "calibrated" for v in variants) else {}

@@ -21,7 +21,7 @@ import torch
 from recon import seeding
 from recon.diffusion.timesteps import TimestepConfig
 from recon.distill.base import Hypothesis
-from recon.distill.factory import build_distiller
+from recon.pipeline.run_common import stage_distiller
 from recon.render.cameras import random_cameras
 
 
@@ -31,16 +31,6 @@ class Calibration:
 
     norms: dict[str, dict[str, float]]  # method -> stage -> mean ‖grad‖
     factors: dict[str, dict[str, float]]  # method -> stage -> weight factor (SDS = 1)
-
-
-def stage_distiller(prior, config, method: str, timesteps: TimestepConfig, steps: int):
-    """The distiller an image-to-3D stage builds for ``method`` (same fields as the pipeline's stages)."""
-    distill = dataclasses.replace(config.distill, method=method,
-                                  timesteps=dataclasses.replace(timesteps, total_steps=steps),
-                                  camera_bin=config.prior.camera_bin)
-    if config.prior.guidance_scale is not None:
-        distill.guidance_scale = config.prior.guidance_scale
-    return build_distiller(prior, distill)
 
 
 @torch.no_grad()
@@ -57,7 +47,8 @@ def probe_norm(prior, image: torch.Tensor, reference, config, method: str, times
     members = prior.views(table)  # (V, M, 3, S, S)
     w = prior.log_weights(image).exp().to(members)
     probe = (members * w[None, :, None, None, None]).sum(1)  # posterior mean per camera
-    distiller = stage_distiller(prior, config, method, timesteps, steps)
+    distiller = stage_distiller(prior, dataclasses.replace(config.distill, method=method), timesteps, steps,
+                                config.prior.camera_bin, config.prior.guidance_scale)
     state = distiller.init_state([Hypothesis(seed, v) for v in range(views)])
     norms = []
     for step in np.linspace(0, steps - 1, points).round().astype(int):

@@ -6,9 +6,9 @@ share one input image and therefore one reconstruction per (method, seed): a **r
 scored against every member of its family; the member the input was rendered from is the case's
 ground truth, and the others are the equally plausible alternatives that coverage counts.
 
-Two case sets: ``smoke`` (small budget, finishes on a 2-core CPU within 15 minutes for DSD and SDS) and
-``full`` (every family, more seeds, the CPU demo's budget). Their budgets are ``key=value`` overrides
-on top of the recipe (``configs/cpu-demo.yaml`` by default).
+Two case sets: ``smoke`` (two families, one seed, DSD and SDS, a short stage 2: within 15 minutes on
+a 2-core CPU) and ``full`` (every family, three seeds, all four methods, the CPU demo's budget).
+Budgets are ``key=value`` overrides on top of the recipe (``configs/cpu-demo.yaml`` by default).
 """
 
 from __future__ import annotations
@@ -18,18 +18,6 @@ from typing import Literal
 
 CaseSetName = Literal["smoke", "full"]
 Weighting = Literal["equal", "calibrated"]
-
-
-@dataclass(frozen=True)
-class Case:
-    """One ground truth: ``family/member``."""
-
-    family: str
-    member: str
-
-    @property
-    def name(self) -> str:
-        return f"{self.family}/{self.member}"
 
 
 @dataclass(frozen=True)
@@ -72,27 +60,31 @@ class RunSpec:
 @dataclass
 class CaseSet:
     """families: whose members are the cases; seeds: run seeds (hypothesis k of seed s uses (s, k));
-    budget: overrides of the recipe that set this set's optimisation budget."""
+    budget: overrides of the recipe that set this set's optimisation budget; methods: the variants
+    benchmarked when the caller names none."""
 
     name: str
     families: list[str]
     seeds: list[int]
     budget: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=lambda: ["dsd", "sds", "asd", "sdi"])
 
 
-# Smoke budget (measured on the 2-core development machine, one torch thread, see docs/toy-world-benchmark.md):
-# 150 stage-1 steps and a 10-step stage 2 on a 32³ tet grid, no export; about 75 s per run.
+# Smoke budget: the CPU demo's stage 1 (300 steps: with fewer, DSD's small gradient has not yet left
+# the blurred family average — 150 steps gave four identical blobs) and a short stage 2 (10 steps on a
+# 32³ tet grid), no export. Measured: 118–123 s per run, 8 min 20 s for the whole smoke set (DSD and SDS,
+# two families) on the 2-core development machine, one torch thread (docs/toy-world-benchmark.md).
 SMOKE_BUDGET = [
-    "stage1.steps=150",
     "stage2.steps=10",
     "stage2.tet_resolution=32",
     "checkpoint_every=50",
 ]
 
 CASE_SETS: dict[str, CaseSet] = {
-    "smoke": CaseSet("smoke", families=["crate", "drum"], seeds=[0, 1], budget=SMOKE_BUDGET),
-    # The CPU demo's own budget (300 stage-1 steps, 60 stage-2 steps on a 48³ grid).
-    "full": CaseSet("full", families=["crate", "drum", "panel"], seeds=[0, 1, 2], budget=[]),
+    "smoke": CaseSet("smoke", families=["crate", "drum"], seeds=[0], budget=SMOKE_BUDGET, methods=["dsd", "sds"]),
+    # The CPU demo's own budget (300 stage-1 steps, 60 stage-2 steps on a 48³ grid), every method.
+    "full": CaseSet("full", families=["crate", "drum", "panel"], seeds=[0, 1, 2], budget=[],
+                    methods=["dsd", "sds", "asd", "sdi"]),
 }
 
 
@@ -100,7 +92,7 @@ def case_set(name: str) -> CaseSet:
     if name not in CASE_SETS:
         raise ValueError(f"unknown case set {name!r}; choose one of {', '.join(CASE_SETS)}")
     s = CASE_SETS[name]
-    return CaseSet(s.name, list(s.families), list(s.seeds), list(s.budget))
+    return CaseSet(s.name, list(s.families), list(s.seeds), list(s.budget), list(s.methods))
 
 
 def runs_for(families: list[str], variants: list[Variant], seeds: list[int]) -> list[RunSpec]:

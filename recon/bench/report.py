@@ -9,6 +9,7 @@ so the spread is run-to-run (seed) variation, the unit a user gets when they pre
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import platform
 from collections import defaultdict
@@ -144,8 +145,12 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any], failed: list[s
         best = ", ".join(f"{n.split('/')[-1]} {c['best_chamfer']:.4f}" for n, c in r["cases"].items())
         near = ", ".join(n.split("/")[-1] for n in r["nearest"])
         lines.append(f"| {r['family']} | {r['label']} | {r['seed']} | {best} | {r['coverage']}/{len(r['members'])} "
-                     f"| {near} | {r['fidelity']:.4f} | {r['diversity']:.4f} | {r['seconds']['total']:.0f} "
+                     f"| {near} | {r['fidelity']:.4f} | {r['diversity']:.4f} | {r['seconds']['total']:.0f}"
+                     f"{'*' if r.get('resumed') else ''} "
                      f"| {r['prior_evals']['total']} |")
+    if any(r.get("resumed") for r in results):
+        lines += ["", "\\* resumed after an interruption: its seconds (and s / run above) count only the part after "
+                  "the resume."]
     if failed:
         lines += ["", "## Failed runs", ""] + [f"- {f}" for f in failed]
     return "\n".join(lines) + "\n"
@@ -198,9 +203,13 @@ def write_figure(path: Path, out_dir: Path, results: list[dict[str, Any]], truth
     fig.suptitle(f"seed {seed}: each tile = three views (azimuth 60°, 150°, 230°); label = nearest member (Chamfer-L1)",
                  fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.98))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
+    # A 256-colour palette keeps the figure small enough to commit (about a third of the RGB PNG).
+    small = Image.open(buf).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    with atomic_path(path) as tmp:
+        small.save(tmp, format="PNG", optimize=True)
     return path
 
 

@@ -30,7 +30,9 @@ from recon.bench import metrics as M
 from recon.bench.cases import RunSpec
 from recon.bench.resources import PeakMemory, Stopwatch
 from recon.config import to_dict
-from recon.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from recon.io.atomic import atomic_write_bytes, atomic_write_text
+from recon.io.report import write_png
+from recon.pipeline.determinism import reproducible_kernels
 from recon.pipeline.image_to_3d import ImageTo3D, ImageTo3DConfig
 from recon.pipeline.interrupt import graceful_interrupt
 from recon.render.cameras import camera_batch
@@ -73,14 +75,6 @@ def write_rgba_png(path: Path, rgba: torch.Tensor) -> Path:
     buf = io.BytesIO()
     Image.fromarray(arr, "RGBA").save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())
-
-
-def write_rgb_png(path: Path, rgb: np.ndarray) -> Path:
-    """(H, W, 3) float in [0, 1] -> an RGB PNG, atomically."""
-    arr = (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8)
-    with atomic_path(path) as tmp:
-        Image.fromarray(arr, "RGB").save(tmp, format="PNG")
-    return path
 
 
 @torch.no_grad()
@@ -182,7 +176,8 @@ class BenchRun:
         p = self.pipeline
         watch = Stopwatch()
         p.resumed = False
-        with PeakMemory() as memory, graceful_interrupt() as stop:
+        # Same kernels as ``recon run`` (run_common.execute), so a bench run is bit-reproducible on CPU.
+        with PeakMemory() as memory, graceful_interrupt() as stop, reproducible_kernels(p.device):
             p.check_folder()
             with watch("stage1"):
                 stage1 = p.stage1(stop)
@@ -239,7 +234,7 @@ class BenchRun:
             coloured = Mesh(mesh.vertices.detach(), mesh.faces, vertex_colors=color_fn(mesh.vertices.detach()).clamp(0, 1))
             mesh_path = save_mesh_ply(self.dir / "meshes" / f"hypothesis_{k}.ply", coloured)
             views = render_views(coloured, s.views, s.render_size, p.backend, c.distance, c.fovy, color_fn)
-            render_path = write_rgb_png(self.dir / "renders" / f"hypothesis_{k}.png", views)
+            render_path = write_png(self.dir / "renders" / f"hypothesis_{k}.png", views)
             points.append(M.surface_points(coloured, s.points))
             out.append({
                 "index": k,

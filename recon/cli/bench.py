@@ -13,9 +13,10 @@ from recon.cli.common import fail, parse_seeds, progress_bars
 
 @click.command("bench")
 @click.option("--cases", type=click.Choice(["smoke", "full"]), default="smoke", show_default=True,
-              help="Case set: smoke (about 15 min on 2 CPU cores for dsd,sds) or full (see docs/toy-world-benchmark.md).")
-@click.option("--methods", default="dsd,sds,asd,sdi", show_default=True,
-              help="Comma-separated methods; NAME-cal calibrates the guidance weight to SDS's gradient magnitude.")
+              help="Case set: smoke (2 families, 1 seed, dsd,sds: about 8 min on 2 CPU cores) or full "
+                   "(3 families, 3 seeds, 4 methods: hours; see docs/toy-world-benchmark.md).")
+@click.option("--methods", default=None,
+              help="Comma-separated methods (default: smoke dsd,sds; full dsd,sds,asd,sdi); NAME-cal calibrates the guidance weight to SDS's gradient magnitude.")
 @click.option("--families", default=None, help="Comma-separated library families (default: the case set's).")
 @click.option("--seeds", default=None, help="Run seeds, e.g. 0-2 or 0,3 (default: the case set's).")
 @click.option("--hypotheses", "-k", type=click.IntRange(1, 64), default=4, show_default=True)
@@ -42,6 +43,7 @@ def bench(cases, methods, families, seeds, hypotheses, out_dir, config_file, ove
 
     from recon.bench import BenchConfig, run_bench
     from recon.config import ConfigError
+    from recon.io.errors import FileProblem
 
     if config_file is not None and not config_file.is_file():
         fail(f"{config_file}: no such config file; pass a YAML recipe such as configs/cpu-demo.yaml", 2)
@@ -55,7 +57,7 @@ def bench(cases, methods, families, seeds, hypotheses, out_dir, config_file, ove
         torch.set_num_threads(threads)
     config = BenchConfig(
         cases=cases,
-        methods=[m for m in (x.strip() for x in methods.split(",")) if m],
+        methods=[m for m in (x.strip() for x in methods.split(",")) if m] if methods else None,
         families=[f for f in (x.strip() for x in families.split(",")) if f] if families else None,
         seeds=seed_list,
         hypotheses=hypotheses,
@@ -69,7 +71,7 @@ def bench(cases, methods, families, seeds, hypotheses, out_dir, config_file, ove
     try:
         with progress_bars(quiet or as_json) as progress:
             result = run_bench(config, out_dir, progress, log=log, command=command)
-    except ConfigError as exc:
+    except (ConfigError, FileProblem) as exc:
         fail(str(exc), 2)
         return
     except (OSError, ValueError, RuntimeError) as exc:

@@ -116,3 +116,13 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path, args, words):
     assert res.exit_code == 2, res.output
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], res.output
+
+
+def test_cli_unwritable_out_dir_is_one_line_and_nonzero(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    res = CliRunner().invoke(main, ["bench", "--out", str(blocker / "bench"), "--quiet"])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and "cannot create the output folder" in lines[0]
+    assert blocker.read_text() == "not a folder"
