@@ -23,8 +23,8 @@ from recon.cli.common import fail, parse_seeds, progress_bars
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/bench"), show_default=True,
               help="Output folder; finished runs in it are reused.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-              help="Recipe (default configs/cpu-demo.yaml); the case set's budget and --set-override go on top.")
-@click.option("--set-override", "overrides", multiple=True, metavar="[METHOD:]KEY=VALUE",
+              help="Recipe (default configs/cpu-demo.yaml); the case set's budget and --set go on top.")
+@click.option("--set", "--set-override", "overrides", multiple=True, metavar="[METHOD:]KEY=VALUE",
               help="Override a config field for every run, or for one method with METHOD: in front (repeatable).")
 @click.option("--tau", type=float, default=0.05, show_default=True, help="F-score distance (world units).")
 @click.option("--points", type=click.IntRange(100, 10**7), default=20000, show_default=True,

@@ -107,7 +107,7 @@ def test_cli_reuses_the_runs_and_reports_json(tiny_bench):
     (["--methods", "dsd,magic"], "unknown method 'magic'"),
     (["--families", "teapot"], "no family 'teapot'"),
     (["--config", "no/such.yaml"], "no such config file"),
-    (["--set-override", "stage1.nonsense=3"], "unknown config key"),
+    (["--set", "stage1.nonsense=3"], "unknown config key"),
     (["--set-override", "asd:stage1.steps=3", "--methods", "dsd"], "not among the benchmarked methods"),
     (["--seeds", "x"], "--seeds"),
 ])
