@@ -72,6 +72,13 @@ class TrajectoryCache:
     def clear(self) -> None:
         self._store.clear()
 
+    def same_paths(self, other: TrajectoryCache) -> bool:
+        """True when ``other`` computes exactly the trajectories this cache would (same prior, grid, ODE
+        guidance, camera bins and groups), so one can serve in place of the other."""
+        return (self.prior is other.prior and self.grid == other.grid and self.guidance_scale == other.guidance_scale
+                and self.camera_bin == other.camera_bin and self.group == other.group
+                and self.enabled and other.enabled)
+
     def keys_for(self, hyp_keys: Sequence[Hashable], cond: Condition) -> list[Hashable]:
         """One key per group of rows: (hypothesis, the group's condition keys)."""
         g = self.group

@@ -122,6 +122,15 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def reuse_trajectories(source: DistillGuidance, target: DistillGuidance) -> None:
+    """Let ``target`` (stage 2) reuse the ODE trajectories ``source`` (stage 1) computed: they depend on
+    ε*, the condition and the grid only, and cache keys carry the hypothesis, so nothing is recomputed
+    for a (hypothesis, camera bin) stage 1 already visited."""
+    a, b = source.state.cache, target.state.cache
+    if a is not None and b is not None and b.same_paths(a):
+        target.state.cache = a
+
+
 def stage_distiller(prior: Prior, distill: DistillConfig, timesteps: TimestepConfig, steps: int,
                     camera_bin: float, guidance_scale: float | None):
     """The distiller of one stage: ``distill`` with the stage's timestep schedule over its steps."""
@@ -323,6 +332,7 @@ class StagedRun:
             raise RuntimeError(f"no hypothesis has a surface to refine ({self.empty[0].reason}); run more "
                                "stage-1 steps, change the guidance weights, or try another --seed")
         guidance = self.guidance(c.stage2_timesteps, c.stage2.steps, [self.hyps[k] for k in self.kept])
+        reuse_trajectories(self.stage1_guidance, guidance)
         batch = Stage2Batch(stages, guidance)
         path = self.ckpt_dir / "stage2.pt"
         if path.exists():
