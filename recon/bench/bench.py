@@ -30,6 +30,7 @@ from recon.bench.runner import (
 )
 from recon.config import ConfigError, from_dict, merge_overrides, to_dict
 from recon.io.atomic import atomic_write_text
+from recon.io.errors import first_line
 from recon.io.output_dir import ensure_writable_dir
 from recon.io.report import write_png
 from recon.pipeline.image_to_3d import ImageTo3DConfig
@@ -197,7 +198,7 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
                 result = run.run()
                 ran += 1
             except (RuntimeError, ValueError) as exc:
-                failed.append(f"{spec.key}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                failed.append(f"{spec.key}: {first_line(exc)}")
                 log(f"{spec.key}: FAILED ({failed[-1]})")
                 continue
         result["dir"] = str(run.dir.relative_to(out))

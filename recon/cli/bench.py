@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from recon.cli.common import fail, parse_seeds, progress_bars
+from recon.cli.common import fail, first_line, parse_seeds, progress_bars
 
 
 @click.command("bench")
@@ -75,7 +75,7 @@ def bench(cases, methods, families, seeds, hypotheses, out_dir, config_file, ove
         fail(str(exc), 2)
         return
     except (OSError, ValueError, RuntimeError) as exc:
-        fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        fail(first_line(exc))
         return
     except KeyboardInterrupt:
         fail(f"interrupted; run the same command again to resume from {out_dir}", 130)

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 
 import click
 
+from recon.io.errors import first_line
+
 
 def parse_seeds(text: str) -> list[int]:
     """``"0-3,7"`` -> [0, 1, 2, 3, 7]."""
@@ -54,11 +56,6 @@ def progress_bars(quiet: bool = False) -> Iterator[Callable[[str, int, int], Non
             bars.update(tasks[label], completed=done, total=total)
 
         yield update
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type name when it has none)."""
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def run_and_report(job: Callable[[Callable[[str, int, int], None]], object], out_dir, quiet: bool,

@@ -13,6 +13,12 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): what a summary or
+    the CLI's single error line shows."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 class FileProblem(Exception):
     """Base of :class:`InputError` and :class:`OutputError`; ``str()`` is exactly one line."""
 

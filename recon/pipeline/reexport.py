@@ -24,19 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from recon.config import ConfigError, from_dict, merge_overrides, parse_override, to_dict
-from recon.io.errors import InputError
+from recon.io.errors import InputError, first_line
 from recon.io.output_dir import ensure_writable_dir
 from recon.io.report import RunRecord, read_run_json
 from recon.pipeline.checkpoint import CheckpointError, load_checkpoint
 from recon.pipeline.image_to_3d import ImageTo3D, ImageTo3DConfig
 from recon.pipeline.run_common import Progress, export_hypotheses, resolve_device
-from recon.pipeline.stage1_nerf import FIELD_INIT, Stage1Config
+from recon.pipeline.stage1_nerf import field_from_state
 from recon.pipeline.stage2_dmtet import Stage2
 from recon.pipeline.text_to_3d import TextTo3D, TextTo3DConfig
 from recon.render.backend import RasterBackend
 from recon.render.select import select_backend
 from recon.scene.dmtet import DMTet
-from recon.scene.field import RadianceField
 from recon.scene.mesh import Mesh
 
 FORMATS = ("glb", "obj", "ply")
@@ -131,7 +130,7 @@ def load_finished_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> tup
     stage2 = load_checkpoint(ckpt / "stage2.pt", f"{kind.tag}_stage2")
     backend = select_backend(config.backend, _device(config.device))
     try:
-        field = _stage1_field(stage1["stage"])
+        field = field_from_state(stage1["stage"])
         states = stage2["stages"]
         if len(states) != len(kept):
             raise ValueError(f"holds {len(states)} hypotheses, run.json lists {len(kept)}")
@@ -148,16 +147,8 @@ def load_finished_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> tup
         raise
     except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{ckpt}: the checkpoints do not fit {run_dir / 'run.json'} "
-                              f"({_first_line(exc)}); export from an untouched run folder") from exc
+                              f"({first_line(exc)}); export from an untouched run folder") from exc
     return FinishedRun(config, backend, meshes, color_fns), kind
-
-
-def _stage1_field(state: dict[str, Any]) -> RadianceField:
-    """The stage-1 radiance fields, as Stage1 builds them, with the checkpoint's parameters."""
-    cfg = from_dict(Stage1Config, state["config"])
-    field = RadianceField(cfg.field, state["hypotheses"], cfg.seed, purpose=FIELD_INIT)
-    field.load_state_dict(state["field"])
-    return field.requires_grad_(False)
 
 
 def _device(name: str) -> str:
@@ -166,10 +157,6 @@ def _device(name: str) -> str:
     except ValueError as exc:
         raise ValueError("the run used device cuda but torch sees no CUDA device here; add --set device=cpu") \
             from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def export_run(run_dir: str | Path, formats: Iterable[str] = FORMATS, out_dir: str | Path | None = None,

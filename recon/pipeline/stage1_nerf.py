@@ -217,7 +217,7 @@ class Stage1:
         self.guidance = guidance
         self.views = views
         k = len(self.hypotheses)
-        self.field = RadianceField(config.field, self.hypotheses, config.seed, purpose=FIELD_INIT)
+        self.field = new_field(config, self.hypotheses)
         self.background = (LearnedBackground(self.hypotheses, config.seed)
                            if config.volume.background == "learned" else None)
         if config.guidance_background == "learned" and self.background is None:
@@ -401,6 +401,19 @@ class Stage1:
         stage = cls(config, views, state["hypotheses"], guidance)
         stage.load_state_dict(state)
         return stage
+
+
+def new_field(config: Stage1Config, hypotheses: Sequence[int]) -> RadianceField:
+    """K radiance fields at their seeded initialisation, as stage 1 starts them."""
+    return RadianceField(config.field, tuple(hypotheses), config.seed, purpose=FIELD_INIT)
+
+
+def field_from_state(state: dict[str, Any]) -> RadianceField:
+    """The trained, frozen fields of a :meth:`Stage1.state_dict` — what export needs, without the
+    optimiser, views or guidance a :class:`Stage1` would rebuild."""
+    field = new_field(from_dict(Stage1Config, state["config"]), state["hypotheses"])
+    field.load_state_dict(state["field"])
+    return field.requires_grad_(False)
 
 
 def downsample_views(views: KnownViews, size: int) -> KnownViews:

@@ -236,30 +236,30 @@ def compare_shapes(files: list[Path], expected: Mapping[str, tuple[int, ...]], w
 
 
 # ---------------------------------------------------------------------------------------- components
-def _check_diffusers_model(root: Path, sub: str, cls_name: str) -> tuple[ComponentReport, dict[str, Any]]:
+def _check_component(root: Path, sub: str, cls_name: str, stem: str,
+                     shapes: Callable[[Path, dict[str, Any]], dict[str, tuple[int, ...]]],
+                     ) -> tuple[ComponentReport, dict[str, Any]]:
+    """One model component's folder: its ``config.json``, the ``stem`` weight files, and their shapes
+    against ``shapes(folder, config)`` — the architecture the config describes."""
     folder = root / sub
     config = read_json(folder / "config.json")
-    files, variant = weight_files(folder, "diffusion_pytorch_model")
+    files, variant = weight_files(folder, stem)
     report = ComponentReport(sub, files, variant=variant)
     try:
-        expected = _diffusers_shapes(cls_name, config)
+        expected = shapes(folder, config)
     except Exception as exc:  # a config the library cannot build is a bad file, said once
         raise WeightsError(folder / "config.json", f"does not describe a valid {cls_name} ({exc})") from exc
     compare_shapes(files, expected, cls_name, report)
     return report, config
 
 
+def _check_diffusers_model(root: Path, sub: str, cls_name: str) -> tuple[ComponentReport, dict[str, Any]]:
+    return _check_component(root, sub, cls_name, "diffusion_pytorch_model",
+                            lambda folder, config: _diffusers_shapes(cls_name, config))
+
+
 def _check_clip(root: Path, sub: str, cls_name: str) -> tuple[ComponentReport, dict[str, Any]]:
-    folder = root / sub
-    config = read_json(folder / "config.json")
-    files, variant = weight_files(folder, "model")
-    report = ComponentReport(sub, files, variant=variant)
-    try:
-        expected = _clip_shapes(cls_name, folder)
-    except Exception as exc:
-        raise WeightsError(folder / "config.json", f"does not describe a valid {cls_name} ({exc})") from exc
-    compare_shapes(files, expected, cls_name, report)
-    return report, config
+    return _check_component(root, sub, cls_name, "model", lambda folder, config: _clip_shapes(cls_name, folder))
 
 
 def _check_tokenizer(root: Path, vocab_limit: int) -> ComponentReport:
