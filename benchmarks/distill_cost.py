@@ -18,13 +18,15 @@ import time
 
 import torch
 
+# (label, method, trajectory cache, where DSD reads ε_ode)
 CASES = [
-    ("SDS (CFG)", "sds", True),
-    ("ASD", "asd", True),
-    ("SDI", "sdi", True),
-    ("Consistent3D", "consistent3d", True),
-    ("DSD, cached", "dsd", True),
-    ("DSD, no cache (authors')", "dsd", False),
+    ("SDS (CFG)", "sds", True, "grid"),
+    ("ASD", "asd", True, "grid"),
+    ("SDI", "sdi", True, "grid"),
+    ("Consistent3D", "consistent3d", True, "grid"),
+    ("DSD, cached", "dsd", True, "grid"),
+    ("DSD, cached, ODE to t₊ (Alg. 3)", "dsd", True, "t_plus"),
+    ("DSD, no cache (authors')", "dsd", False, "grid"),
 ]
 
 
@@ -56,7 +58,7 @@ def condition(prior, k):
     return prior.condition(embeddings=torch.randn(1, 8, 64, generator=torch.Generator().manual_seed(0)), batch=k)
 
 
-def run_case(kind: str, method: str, cache: bool, steps: int, k: int, threads: int, queue) -> None:
+def run_case(kind: str, method: str, cache: bool, target: str, steps: int, k: int, threads: int, queue) -> None:
     if threads > 0:
         # The analytic prior's tensors are tiny: thread hand-offs, not arithmetic, would be timed.
         torch.set_num_threads(threads)
@@ -66,7 +68,7 @@ def run_case(kind: str, method: str, cache: bool, steps: int, k: int, threads: i
     prior = make_prior(kind)
     cond = condition(prior, k)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    config = DistillConfig(method=method, cache=cache, guidance_scale=7.5,  # type: ignore[arg-type]
+    config = DistillConfig(method=method, cache=cache, ode_target=target, guidance_scale=7.5,  # type: ignore[arg-type]
                            timesteps=TimestepConfig(kind="anneal", t_max=0.98, t_min=0.02, total_steps=steps))
     init = torch.zeros(prior.sample_shape, dtype=prior.dtype)
     # Untimed warm-up (first-call allocations, kernel selection) on a throwaway distiller.
@@ -90,9 +92,9 @@ def main() -> None:
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
     rows = []
-    for label, method, cache in CASES:
+    for label, method, cache, target in CASES:
         queue = ctx.Queue()
-        proc = ctx.Process(target=run_case, args=(args.prior, method, cache, args.steps, args.hypotheses, args.threads, queue))
+        proc = ctx.Process(target=run_case, args=(args.prior, method, cache, target, args.steps, args.hypotheses, args.threads, queue))
         proc.start()
         stats = queue.get()
         proc.join()

@@ -155,6 +155,43 @@ class TrajectoryCache:
         g = self.group
         return torch.stack([tr.eps[int(lvl)][i % g] for i, (tr, lvl) in enumerate(zip(trajs, levels))])
 
+    @torch.no_grad()
+    def eps_at_time(
+        self,
+        t: Sequence[int],
+        eps_star: torch.Tensor,
+        hyp_keys: Sequence[Hashable],
+        cond: Condition,
+    ) -> torch.Tensor:
+        """(B, *shape): ε of row i's ODE at exactly ``t[i]`` (Algorithm 3 and the DSD authors' code).
+
+        The ODE is integrated to t itself: from the grid point at or above t (j), a partial DDIM step
+        x(t) = √ᾱ_t x0(t_j) + √(1 − ᾱ_t) ε(t_j) (x(t) = ε* when t lies above the grid's top), then one network evaluation ε̂(x(t), t) with the ODE's
+        guidance and the trajectory's own condition. Rows whose t is a grid point reuse the cached ε
+        (no evaluation). Rows of one jointly denoised group must share t.
+        """
+        levels = [self.grid.level_at_or_above(int(ti)) for ti in t]
+        trajs = self.ensure(levels, eps_star, hyp_keys, cond)
+        g = self.group
+        eps = torch.stack([tr.eps[int(lvl)][i % g] for i, (tr, lvl) in enumerate(zip(trajs, levels))])
+        t_exact = torch.as_tensor([int(ti) for ti in t], dtype=torch.long)
+        t_grid = torch.tensor([self.grid.timesteps[int(lvl)] for lvl in levels], dtype=torch.long)
+        off = (t_exact != t_grid).nonzero().flatten()
+        if off.numel() == 0:
+            return eps
+        groups = sorted({int(i) // g for i in off})
+        rows = torch.tensor([j * g + r for j in groups for r in range(g)])
+        x = torch.stack([trajs[int(i)].x[levels[int(i)]][int(i) % g] for i in rows])
+        schedule = self.prior.schedule
+        x0 = schedule.predict_x0(x, eps[rows], t_grid[rows])
+        # Above the grid's top the ODE has not started: x(t) is ε* itself (as in the authors' code).
+        above = (t_exact[rows] > t_grid[rows]).view(-1, *([1] * (x.ndim - 1))).to(x.device)
+        x_t = torch.where(above, x, schedule.add_noise(x0, eps[rows], t_exact[rows]))
+        group_cond = type(cond).cat([trajs[j * g].cond for j in groups])
+        out = eps.clone()
+        out[rows] = self.prior.predict_noise(x_t, t_exact[rows].to(x.device), group_cond, self.guidance_scale)
+        return out
+
     def x0_at(
         self,
         levels: Sequence[int],

@@ -21,7 +21,7 @@ from recon.diffusion.timesteps import TimestepConfig, TimestepSchedule
 from recon.diffusion.trajectory import TrajectoryCache
 from recon.priors.base import Condition, Prior
 
-Method = Literal["sds", "asd", "sdi", "consistent3d", "dsd", "sampling"]
+Method = Literal["sds", "asd", "sdi", "consistent3d", "dsd", "dsd-commit", "sampling"]
 
 
 @dataclass
@@ -41,9 +41,19 @@ class DistillConfig:
         ode_steps: DSD/sampling: DDIM steps of the trajectory grid.
         ode_spacing: grid layout (None: the prior scheduler's ``timestep_spacing``).
         ode_guidance_scale: CFG along the ODE (None: the prior's default).
+        ode_target: DSD/sampling: where ε_ode is read — ``grid``: at the grid point at or above t₊
+            (cached, no extra evaluation); ``t_plus``: the ODE integrated to t₊ itself (Algorithm 3;
+            one more network row per guidance row and step).
         camera_bin: trajectory-cache key resolution for continuous cameras (0 = exact).
         cache: reuse trajectory levels across steps (False = the authors' recompute-every-step).
         sdi_inversion_steps, sdi_inversion_guidance: SDI's DDIM inversion.
+        commit_fraction, commit_pin_views, commit_follow, anchor, commit_inversion_steps,
+            commit_inversion_guidance: ``dsd-commit`` (:mod:`recon.distill.committed`): the share of
+            a stage's steps whose guidance views are pinned (``commit_pin_views``) to the anchor
+            (elevation°, azimuth°) and follow its ODE; where every view's ODE noise comes from after
+            that (``anchor``: the same one ODE; ``view``: the paper's per-view ODE from ε*; ``fresh``:
+            new noise each step, as ASD; ``inversion``: DDIM inversion of the view's own render, with
+            the two inversion settings).
     """
 
     method: Method = "dsd"
@@ -57,10 +67,17 @@ class DistillConfig:
     ode_steps: int = 10
     ode_spacing: str | None = None
     ode_guidance_scale: float | None = None
+    ode_target: Literal["grid", "t_plus"] = "grid"
     camera_bin: float = 0.0
     cache: bool = True
     sdi_inversion_steps: int = 10
     sdi_inversion_guidance: float = -7.5
+    commit_fraction: float = 0.3
+    commit_pin_views: bool = True
+    commit_follow: Literal["anchor", "view", "fresh", "inversion"] = "anchor"
+    anchor: tuple[float, float] = (30.0, 135.0)
+    commit_inversion_steps: int = 4
+    commit_inversion_guidance: float = 1.0
 
 
 @dataclass(frozen=True)

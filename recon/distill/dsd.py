@@ -2,7 +2,9 @@
 
 Each hypothesis follows the probability-flow ODE that starts at its own ε*. At step i with times
 t < t₊, the noise is taken from that ODE: ε_ode = ε̂ on the DDIM trajectory from ε* at the grid
-point at or above t₊ (cached; the trajectory never depends on the render). Then
+point at or above t₊ (cached; the trajectory never depends on the render), or — ``ode_target:
+t_plus``, the paper's Algorithm 3 and the authors' code — at t₊ itself, integrated there by a partial
+DDIM step from that grid point and one more network evaluation. Then
 
     x̂(τ) = √ᾱ_τ x_π + √(1 − ᾱ_τ) ε_ode           (τ ∈ {t, t₊})
     grad = w(t) [ε̂(x̂(t), t; s) − ε̂(x̂(t₊), t₊; s₊)]     (s₊ = 1: one network row)
@@ -24,10 +26,13 @@ class DSD(Distiller):
     uses_trajectory = True
 
     def ode_noise(self, t_plus: torch.Tensor, cond: Condition, state: DistillState, rows: torch.Tensor) -> torch.Tensor:
-        """(B, ...) ε on each row's trajectory at the grid point at or above its t₊."""
+        """(B, ...) ε on each row's trajectory: at the grid point at or above its t₊ (``ode_target``
+        ``grid``, cached), or at t₊ itself (``t_plus``: one more network row per step and row)."""
         assert state.cache is not None
-        levels = [self.grid.level_at_or_above(int(tp)) for tp in t_plus]
         keys = [state.hypotheses[int(r)].key for r in rows]
+        if self.config.ode_target == "t_plus":
+            return state.cache.eps_at_time([int(tp) for tp in t_plus], state.row_eps_star(rows), keys, cond)
+        levels = [self.grid.level_at_or_above(int(tp)) for tp in t_plus]
         return state.cache.eps_at(levels, state.row_eps_star(rows), keys, cond)
 
     def _grad(self, x: torch.Tensor, step: int, cond: Condition, state: DistillState, rows: torch.Tensor):

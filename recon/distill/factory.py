@@ -6,6 +6,7 @@ from typing import get_args
 
 from recon.distill.asd import ASD
 from recon.distill.base import DistillConfig, Distiller, Method
+from recon.distill.committed import CommittedDSD
 from recon.distill.consistent3d import Consistent3D
 from recon.distill.dsd import DSD
 from recon.distill.sampling import SamplingSD
@@ -29,6 +30,8 @@ def build_distiller(prior: Prior, config: DistillConfig) -> Distiller:
         return Consistent3D(prior, config)
     if method == "dsd":
         return DSD(prior, config)
+    if method == "dsd-commit":
+        return CommittedDSD(prior, config)
     if method == "sampling":
         return SamplingSD(prior, config)
     raise ValueError(f"unknown distillation method {method!r}; choose one of {', '.join(METHODS)}")

@@ -68,6 +68,12 @@ class DistillGuidance:
         self.stats.steps += 1
         return sd_loss(x, result.grad.to(x.dtype))
 
+    def anchor_camera(self, step: int) -> tuple[float, float] | None:
+        """(elevation°, azimuth°) the distiller wants every guidance view at on ``step`` (``dsd-commit``'s
+        commit phase), or None: the stage draws its own cameras."""
+        anchor = getattr(self.distiller, "anchor_camera", None)
+        return None if anchor is None else anchor(step)
+
     # -- resumable state: the random streams (ε* and trajectories are functions of the seeds)
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -244,9 +244,13 @@ class StagedRun:
         raise NotImplementedError
 
     # -- shared
-    def guidance(self, timesteps: TimestepConfig, steps: int, hyps: list[Hypothesis] | None = None) -> DistillGuidance:
+    def guidance(self, timesteps: TimestepConfig, steps: int, hyps: list[Hypothesis] | None = None,
+                 commit: bool = True) -> DistillGuidance:
+        """A stage's guidance; ``commit=False`` (stage 2) skips ``dsd-commit``'s commit phase, which the
+        hypotheses went through in stage 1."""
         c = self.config
-        distiller = stage_distiller(self.prior, c.distill, timesteps, steps, c.prior.camera_bin,
+        distill = c.distill if commit else dataclasses.replace(c.distill, commit_fraction=0.0)
+        distiller = stage_distiller(self.prior, distill, timesteps, steps, c.prior.camera_bin,
                                     c.prior.guidance_scale)
         return DistillGuidance(self.prior, distiller, self.hyps if hyps is None else hyps, self.condition)
 
@@ -325,13 +329,13 @@ class StagedRun:
                 continue
             self.levels.append(level)
             self.kept.append(k)
-            cfg = dataclasses.replace(c.stage2, seed=c.seed * 1000 + k)
+            cfg = dataclasses.replace(c.stage2, seed=c.seed * 1000 + k + c.stage2.seed)  # stage2.seed offsets the streams
             stages.append(Stage2(cfg, geometry, color_fn, self.backend, targets=targets, guidance=None,
                                  batched=True))
         if not stages:
             raise RuntimeError(f"no hypothesis has a surface to refine ({self.empty[0].reason}); run more "
                                "stage-1 steps, change the guidance weights, or try another --seed")
-        guidance = self.guidance(c.stage2_timesteps, c.stage2.steps, [self.hyps[k] for k in self.kept])
+        guidance = self.guidance(c.stage2_timesteps, c.stage2.steps, [self.hyps[k] for k in self.kept], commit=False)
         reuse_trajectories(self.stage1_guidance, guidance)
         batch = Stage2Batch(stages, guidance)
         path = self.ckpt_dir / "stage2.pt"

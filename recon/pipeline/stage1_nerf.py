@@ -274,15 +274,23 @@ class Stage1:
             cols.append(c.repeat_interleave(group, dim=0))
         return torch.cat(cols)  # (K·V, 3)
 
-    def sample_cameras(self, views: int, resolution: int) -> Cameras:
+    def sample_cameras(self, views: int, resolution: int, step: int | None = None) -> Cameras:
         """K·V random cameras, hypothesis-major, each hypothesis from its own camera stream (in groups
-        of ``cameras.group`` views when that is > 1)."""
+        of ``cameras.group`` views when that is > 1). Where the guidance pins the views to an anchor at
+        ``step`` (``dsd-commit``'s commit phase) every view sits there; the streams advance the same."""
         c = self.config.cameras
-        return Cameras.cat([
+        drawn = Cameras.cat([
             grouped_random_cameras(views, g, c.group, c.elevation_range, c.azimuth_range, c.distance_range,
                                    c.fovy_range, resolution)
             for g in self.generators[seeding.CAMERAS]
         ])
+        anchor_fn = getattr(self.guidance, "anchor_camera", None)
+        anchor = None if anchor_fn is None or step is None else anchor_fn(step)
+        if anchor is None:
+            return drawn
+        n = len(drawn)
+        return camera_batch(torch.full((n,), anchor[0]), torch.full((n,), anchor[1]), drawn.distance, drawn.fovy,
+                            resolution)
 
     def step(self) -> StepResult:
         """Run one optimisation step and advance ``step_index``."""
@@ -309,7 +317,7 @@ class Stage1:
         renders = None
         if self.guidance is not None and w["guidance"] > 0:
             res, views = cfg.schedule(step)
-            cams = self.sample_cameras(views, res)
+            cams = self.sample_cameras(views, res, step)
             want_normals = w["normal_smooth"] > 0
             out = render_views(self.field, cams, res, res, cfg.volume, occupancy=occ,
                                generators=self.generators[SAMPLES], background=self._guidance_background(views),
