@@ -1,15 +1,19 @@
-"""``run_bench``: the toy-world benchmark end to end (inputs, ground truth, runs, report).
+"""``run_bench``: the toy-world benchmark end to end (inputs, ground truth, runs, noise floors, report).
 
 Every run goes through :class:`recon.bench.runner.BenchRun`; finished runs are read back instead of
 being run again, so an interrupted or extended bench (more seeds, another method) only runs what is
-missing. The report is rebuilt from all runs of this bench each time.
+missing. Each family also gets a floor run (:mod:`recon.bench.noise_floor`) unless
+``BenchConfig.noise_floor`` is off. Hypotheses are assigned to members with the family's floor as the
+margin (:mod:`recon.bench.assign`) when the report is built from all runs of this bench.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +22,12 @@ from typing import Any
 import torch
 
 from recon.bench import metrics as M
+from recon.bench import noise_floor as NF
+from recon.bench.assign import apply_assignment
 from recon.bench.calibrate import calibrate, scaled_weight_overrides
-from recon.bench.cases import Variant, case_set, runs_for
+from recon.bench.cases import RunSpec, Variant, case_set, resolve_methods, runs_for
+from recon.bench.discriminative import DEFAULT_DELTA, split_body
+from recon.bench.library_check import check_library
 from recon.bench.report import write_report
 from recon.bench.runner import (
     BenchRun,
@@ -29,17 +37,23 @@ from recon.bench.runner import (
     write_rgba_png,
 )
 from recon.config import ConfigError, from_dict, merge_overrides, to_dict
+from recon.distill.base import Method
 from recon.io.atomic import atomic_write_text
-from recon.io.errors import first_line
+from recon.io.errors import InputError, first_line
 from recon.io.output_dir import ensure_writable_dir
 from recon.io.report import write_png
 from recon.pipeline.image_to_3d import ImageTo3DConfig
 from recon.pipeline.prior_setup import build_image_prior
 from recon.pipeline.recipes import image_config
+from recon.render.cameras import DEFAULT_DISTANCE, DEFAULT_FOVY
 from recon.render.select import select_backend
 
 Progress = Callable[[str, int, int], None]
-KNOWN_METHODS = ("sds", "asd", "sdi", "dsd", "consistent3d", "sampling")
+
+
+def known_methods() -> tuple[str, ...]:
+    """Every distiller name ``distill.method`` accepts (the ``Method`` Literal of recon.distill.base)."""
+    return tuple(typing.get_args(Method))
 
 
 @dataclass
@@ -47,15 +61,19 @@ class BenchConfig:
     """What to run.
 
     cases: ``smoke`` or ``full`` (families, seeds and budget; see :mod:`recon.bench.cases`).
-    methods: variant labels (None = the case set's) — a distiller name (equal loss weights) or ``NAME-cal`` (guidance weights
-        calibrated to SDS's gradient magnitude, :mod:`recon.bench.calibrate`).
-    families, seeds: replace the case set's (None = the set's own).
+    methods: variant labels (None = the case set's) — a distiller name (equal loss weights), ``default``
+        (the recipe's distill.method) or ``NAME-cal`` (guidance weights calibrated to SDS's gradient
+        magnitude, :mod:`recon.bench.calibrate`).
+    families, seeds: replace the case set's (None = the set's own; with ``library``, every family of it).
     hypotheses: K per run.
     config: recipe file (None = ``configs/cpu-demo.yaml``, the exact LibraryPrior).
     overrides: ``KEY=VALUE`` for every run, or ``LABEL:KEY=VALUE`` for one variant (e.g.
         ``dsd:stage1.weights.guidance=10``), applied after the case set's budget.
-    points, tau: surface samples per mesh and the F-score distance.
+    points, tau, delta: surface samples per mesh, the F-score distance, δ of the discriminative distance.
     input_size: side of the rendered input views.
+    library: a shape-library folder (layout of ``data/library``) for the prior and the ground truth
+        (sets ``prior.path``); None = the recipe's (the shipped library).
+    noise_floor: run each family's floor run; False = use the floor recorded in the bench folder (or 0).
     """
 
     cases: str = "smoke"
@@ -67,11 +85,16 @@ class BenchConfig:
     overrides: list[str] = field(default_factory=list)
     points: int = 20000
     tau: float = 0.05
+    delta: float = DEFAULT_DELTA
     input_size: int = 256
+    library: str | None = None
+    noise_floor: bool = True
 
 
 @dataclass
 class BenchResult:
+    """results: the method runs (assigned with their family's floor); floors: family -> noise floor."""
+
     out_dir: Path
     results: list[dict[str, Any]]
     ran: int
@@ -81,6 +104,7 @@ class BenchResult:
     json: Path
     figure: Path | None
     seconds: float
+    floors: dict[str, NF.NoiseFloor] = field(default_factory=dict)
 
 
 def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, list[str]]]:
@@ -101,12 +125,13 @@ def split_overrides(overrides: list[str]) -> tuple[list[str], dict[str, list[str
 
 def _variants(labels: list[str]) -> list[Variant]:
     out = []
+    known = known_methods()
     for label in labels:
         v = Variant.parse(label)
         if v.method == "sds":
             v = Variant("sds")  # SDS is the calibration reference: its calibrated weights are its own
-        if v.method not in KNOWN_METHODS:
-            raise ConfigError(f"unknown method {label!r}; use one of {', '.join(KNOWN_METHODS)} "
+        if v.method not in known:
+            raise ConfigError(f"unknown method {label!r}; use one of {', '.join(known)} or default "
                               "(optionally with -cal for calibrated guidance weights)")
         if v not in out:
             out.append(v)
@@ -117,52 +142,87 @@ def _with(config: ImageTo3DConfig, overrides: list[str]) -> ImageTo3DConfig:
     return from_dict(ImageTo3DConfig, merge_overrides(to_dict(config), overrides))
 
 
-def family_input(prior, family: str, size: int) -> tuple[torch.Tensor, list[str]]:
+def family_input(prior, family: str, size: int, files: dict[str, Path] | None = None
+                 ) -> tuple[torch.Tensor, list[str]]:
     """(4, size, size) RGBA front view of the family, and its members; refuses a family whose members do
-    not all look the same from the front (the benchmark shares one run between them)."""
+    not all look the same from the front (the benchmark shares one run between them). ``files``
+    (``family/member`` -> PLY) names the offending file in the error."""
     members = [s.name for s in prior.shapes if s.family == family]
     if not members:
         families = sorted({s.family for s in prior.shapes})
         raise ConfigError(f"no family {family!r} in the shape library (families: {', '.join(families)})")
     views = [prior.input_view(m, size) for m in members]
     for name, v in zip(members[1:], views[1:]):
-        if float((v - views[0]).abs().max()) > 1 / 255:
-            raise ConfigError(f"{name} differs from {members[0]} in the front view; every member of a "
-                              "benchmark family must look the same from the input camera")
+        diff = float((v - views[0]).abs().max())
+        if diff > 1 / 255:
+            problem = (f"{name} differs from {members[0]} in the front view (input camera on +Z at distance "
+                       f"{DEFAULT_DISTANCE:g}, fovy {DEFAULT_FOVY:g}°; largest difference {diff:.2f})")
+            remedy = ("move its hidden parts behind the front body and inside its silhouette: every member of a "
+                      "benchmark family must look the same from the input camera")
+            if files and name in files:
+                raise InputError(files[name], problem, remedy)
+            raise ConfigError(f"{problem}; {remedy}")
     return views[0], members
 
 
+def library_digest(prior) -> str:
+    """16 hex of a hash over the library the prior holds (names, normalised geometry and colours)."""
+    h = hashlib.sha256()
+    for s in prior.shapes:
+        h.update(s.name.encode())
+        for t in (s.mesh.vertices, s.mesh.faces, s.mesh.vertex_colors):
+            if t is not None:
+                h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _library_families(prior) -> list[str]:
+    return list(dict.fromkeys(s.family for s in prior.shapes))
+
+
 def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: Progress | None = None,
-              log: Callable[[str], None] | None = None, command: str = "recon bench") -> BenchResult:
-    """Run (or finish) the benchmark ``bench`` in ``out_dir`` and write its report there."""
+              log: Callable[[str], None] | None = None, command: str = "recon bench",
+              warn: Callable[[str], None] | None = None) -> BenchResult:
+    """Run (or finish) the benchmark ``bench`` in ``out_dir`` and write its report there. ``log`` gets
+    progress lines, ``warn`` the warnings a user must see (a missing noise floor)."""
     start = time.perf_counter()
     log = log or (lambda msg: None)
+    warn = warn or log
     out = Path(out_dir)
     cs = case_set(bench.cases)
-    families = bench.families or cs.families
     seeds = bench.seeds if bench.seeds is not None else cs.seeds
-    variants = _variants(bench.methods or cs.methods)
     common, per_label = split_overrides(bench.overrides)
-    unknown = sorted(set(per_label) - {v.label for v in variants})
-    if unknown:
-        raise ConfigError(f"override for {unknown[0]!r}, which is not among the benchmarked methods")
     base = image_config(bench.config, [*cs.budget, *common], hypotheses=bench.hypotheses)
     if base.prior.kind != "library":
         raise ConfigError("recon bench needs the library prior (prior.kind=library): ground truth comes from it")
-    settings = MetricSettings(points=bench.points, tau=bench.tau)
+    if bench.library is not None:
+        base = dataclasses.replace(base, prior=dataclasses.replace(base.prior, path=str(Path(bench.library).resolve())))
+    files = check_library(base.prior.path)[1] if base.prior.path else None  # one clear error per bad file
+    variants = _variants(resolve_methods(bench.methods or cs.methods, base.distill.method))
+    unknown = sorted(set(per_label) - {v.label for v in variants})
+    if unknown:
+        raise ConfigError(f"override for {unknown[0]!r}, which is not among the benchmarked methods")
+    settings = MetricSettings(points=bench.points, tau=bench.tau, delta=bench.delta)
     ensure_writable_dir(out)  # one clear error before any work
 
     backend = select_backend(base.backend, "cuda" if base.device == "cuda" else "cpu")
     reference = (base.elevation, 0.0, base.distance)
     prior = build_image_prior(base.prior, backend, "cpu", reference)
+    library = library_digest(prior)
+    if bench.families:
+        families = bench.families
+    elif base.prior.path is not None or cs.families is None:
+        families = _library_families(prior)
+    else:
+        families = cs.families
     images: dict[str, Path] = {}
     truths: dict[str, GroundTruth] = {}
     for fam in families:
-        rgba, members = family_input(prior, fam, bench.input_size)
+        rgba, members = family_input(prior, fam, bench.input_size, files)
         images[fam] = write_rgba_png(out / "inputs" / f"{fam}.png", rgba)
         shapes = [s for s in prior.shapes if s.family == fam]
-        truths[fam] = GroundTruth(fam, members, [s.mesh for s in shapes],
-                                  [M.outer_surface_points(s.mesh, settings.points) for s in shapes])
+        points = [M.outer_surface_points(s.mesh, settings.points) for s in shapes]
+        truths[fam] = GroundTruth(fam, members, [s.mesh for s in shapes], points, split_body(points, settings.delta))
         for s in shapes:
             views = render_views(s.mesh, settings.views, settings.render_size, backend, base.distance, base.fovy)
             write_png(out / "gt" / f"{s.family}_{s.member}.png", views)
@@ -170,8 +230,9 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
     factors = _calibration(out, base, prior, images, families, variants, log) \
         if any(v.weighting == "calibrated" for v in variants) else {}
 
-    specs = runs_for(families, variants, seeds)
+    specs = runs_for(families, variants, seeds, floor=bench.noise_floor)
     results, failed = [], []
+    by_key: dict[str, dict[str, Any]] = {}
     ran = reused = 0
     for i, spec in enumerate(specs):
         if progress:
@@ -184,10 +245,12 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
             info["calibration_factor"] = {"stage1": f1, "stage2": f2}
         try:
             config = _with(base, extra + per_label.get(spec.variant.label, []))
+            if spec.floor:
+                config = _with(config, NF.stream_overrides(config.stage1.seed, config.stage2.seed))
         except ConfigError as exc:
             raise ConfigError(f"{spec.variant.label}: {exc}") from exc
         info["guidance_weight"] = {"stage1": config.stage1.weights.guidance, "stage2": config.stage2.w_guidance}
-        run = BenchRun(spec, config, images[spec.family], out, truths[spec.family], settings, info, progress)
+        run = BenchRun(spec, config, images[spec.family], out, truths[spec.family], settings, info, progress, library)
         result = run.cached()
         if result is not None:
             reused += 1
@@ -202,13 +265,46 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
                 log(f"{spec.key}: FAILED ({failed[-1]})")
                 continue
         result["dir"] = str(run.dir.relative_to(out))
-        results.append(result)
+        by_key[spec.key] = result
+        if not spec.floor:
+            results.append(result)
     if progress:
         progress("bench runs", len(specs), len(specs))
+    floors = _floors(out, bench, settings, families, variants, seeds, by_key, warn)
+    for r in results:
+        apply_assignment(r, floors[r["family"]].value)
     md, js, fig = write_report(out, results, truths, bench, settings, failed,
                                {"seeds": seeds, "families": families, "budget": cs.budget + common,
-                                "calibration": factors, "command": command})
-    return BenchResult(out, results, ran, reused, failed, md, js, fig, time.perf_counter() - start)
+                                "calibration": factors, "command": command, "floors": floors,
+                                "library": base.prior.path, "library_digest": library})
+    return BenchResult(out, results, ran, reused, failed, md, js, fig, time.perf_counter() - start, floors)
+
+
+def _floors(out: Path, bench: BenchConfig, settings: MetricSettings, families: list[str], variants: list[Variant],
+            seeds: list[int], by_key: dict[str, dict[str, Any]], warn: Callable[[str], None]) -> dict[str, NF.NoiseFloor]:
+    """Each family's noise floor: measured from its floor pair, else recorded by an earlier bench, else 0."""
+    recorded = NF.read_recorded(out)
+    floors: dict[str, NF.NoiseFloor] = {}
+    for fam in families:
+        a = by_key.get(RunSpec(fam, variants[0], seeds[0]).key) if variants and seeds else None
+        b = by_key.get(RunSpec(fam, variants[0], seeds[0], floor=True).key) if variants and seeds else None
+        if bench.noise_floor and a is not None and b is not None:
+            floors[fam] = NF.measure(fam, a["discriminative"], b["discriminative"], label=variants[0].label,
+                                     seed=seeds[0], runs=[a["dir"], b["dir"]], delta=settings.delta,
+                                     points=settings.points)
+            continue
+        kept = NF.recorded_floor(recorded, fam, settings.delta)
+        if kept is not None:
+            floors[fam] = kept
+            continue
+        floors[fam] = NF.NoiseFloor(fam, 0.0, "none", delta=settings.delta, points=settings.points)
+        why = ("its floor run did not finish" if bench.noise_floor else
+               f"--no-noise-floor and none is recorded in {out / NF.FLOOR_FILE} for δ = {settings.delta:g}")
+        warn(f"no noise floor for {fam} ({why}): hypotheses are assigned with margin 0, so its coverage can "
+             "count noise; run the bench without --no-noise-floor to measure the floor")
+    if any(f.source == "measured" for f in floors.values()):
+        NF.record(out, floors)
+    return floors
 
 
 def _calibration(out: Path, base: ImageTo3DConfig, prior, images: dict[str, Path], families: list[str],

@@ -4,6 +4,9 @@ Aggregation: a run (family, method, seed) scores K hypotheses against every memb
 Per method, each figure is first averaged over the runs of one seed (all families; for best-of-K
 scores over all cases, i.e. members), then the mean ± sample standard deviation over seeds is shown,
 so the spread is run-to-run (seed) variation, the unit a user gets when they press "run" again.
+Per family, the same figures over that family's runs only. Coverage and the unassigned share come from
+the assignment with the family's noise floor as margin (:mod:`recon.bench.assign`); the old
+whole-surface nearest-member coverage is reported beside them, labelled as such.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import io
 import json
 import platform
 from collections import defaultdict
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,7 @@ import torch
 from recon.config import to_dict
 from recon.io.atomic import atomic_path, atomic_write_text
 
-BENCH_SCHEMA = "recon.bench/1"
+BENCH_SCHEMA = "recon.bench/2"  # /2: discriminative coverage with a noise-floor margin
 
 # (key, column title, format, higher is better) of the summary table.
 COLUMNS = [
@@ -30,6 +34,8 @@ COLUMNS = [
     ("best_fscore", "best-of-K F@τ ↑", "{:.3f}", True),
     ("coverage", "coverage ↑", "{:.2f}", True),
     ("coverage_frac", "coverage / members ↑", "{:.2f}", True),
+    ("unassigned", "unassigned ↓", "{:.2f}", False),
+    ("nearest_coverage", "nearest-member coverage (whole-surface, old)", "{:.2f}", True),
     ("fidelity", "fidelity CD ↓", "{:.4f}", False),
     ("diversity", "diversity CD ↑", "{:.4f}", True),
     ("input_psnr", "input PSNR ↑", "{:.2f}", True),
@@ -48,6 +54,8 @@ def run_scores(r: dict[str, Any]) -> dict[str, float]:
         "best_fscore": float(np.mean([c["best_fscore"] for c in cases])),
         "coverage": float(r["coverage"]),
         "coverage_frac": r["coverage"] / len(r["members"]),
+        "unassigned": float(r["unassigned"]),
+        "nearest_coverage": float(r["nearest_coverage"]),
         "fidelity": float(r["fidelity"]),
         "diversity": float(r["diversity"]),
         "input_psnr": float(np.mean([h["input_psnr"] for h in r["hypotheses"]])),
@@ -100,12 +108,13 @@ def compare(results: list[dict[str, Any]], label: str, reference: str = "sds") -
     if not common:
         return None
     out: dict[str, Any] = {"label": label, "reference": reference, "seeds": common}
-    for key in ("coverage", "best_chamfer", "best_fscore", "diversity", "fidelity"):
+    for key in ("coverage", "unassigned", "nearest_coverage", "best_chamfer", "best_fscore", "diversity", "fidelity"):
         a = np.array([seeds[label][s][key] for s in common])
         b = np.array([seeds[reference][s][key] for s in common])
+        higher = key in ("coverage", "nearest_coverage", "best_fscore", "diversity")
         out[key] = {"label": float(a.mean()), "reference": float(b.mean()), "diff": float((a - b).mean()),
                     "relative": float((a.mean() - b.mean()) / b.mean()) if b.mean() else None,
-                    "wins": int((a > b).sum() if key in ("coverage", "best_fscore", "diversity") else (a < b).sum()),
+                    "wins": int((a > b).sum() if higher else (a < b).sum()),
                     "ties": int((a == b).sum())}
     return out
 
@@ -115,14 +124,92 @@ def _fmt(entry: dict[str, float], fmt: str) -> str:
     return s + (" ± " + fmt.format(entry["std"]) if entry["n"] > 1 else "")
 
 
-def markdown(results: list[dict[str, Any]], meta: dict[str, Any], failed: list[str]) -> str:
+def family_summaries(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """family -> label -> {key: {"mean", "std", "n"}} over seeds, from that family's runs only."""
+    families = list(dict.fromkeys(r["family"] for r in results))
+    return {f: summarise([r for r in results if r["family"] == f]) for f in families}
+
+
+# --json: output name -> summary key
+JSON_KEYS = {"coverage": "coverage", "unassigned": "unassigned", "best_of_k_chamfer": "best_chamfer",
+             "fidelity": "fidelity", "diversity": "diversity"}
+
+
+def json_summary(results: list[dict[str, Any]], floors: dict[str, Any]) -> dict[str, Any]:
+    """What ``recon bench --json`` prints: {"methods": {label: figures}, "families": {family: {"noise_floor":
+    float, "methods": {label: figures}}}}, figures = the JSON_KEYS means over seeds (unassigned: a share of K)."""
+    def figures(summary: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+        return {label: {out: float(entry[key]["mean"]) for out, key in JSON_KEYS.items()}
+                for label, entry in summary.items()}
+
+    per_family = family_summaries(results)
+    return {
+        "methods": figures(summarise(results)),
+        "families": {f: {"noise_floor": float(floors[f].value) if f in floors else 0.0,
+                         "methods": figures(per_family.get(f, {}))} for f in floors},
+    }
+
+
+def _floor_lines(results: list[dict[str, Any]], floors: dict[str, Any]) -> list[str]:
+    """The per-family section: each floor, per-method coverage and every coverage difference against it."""
+    lines = ["", "## Noise floor and coverage per family", "",
+             "A family's **noise floor** is how far the discriminative comparison d(H, i) − d(H, j) moves between two "
+             "runs with the same ε* that differ only in stage-1/2 random streams (the first method at the first seed, "
+             "run again with stage1.seed / stage2.seed + 1000): the maximum over hypotheses and member pairs. It is "
+             "the assignment margin. The floor pair's own coverage change is the count-scale noise a coverage "
+             "difference between methods is held against.", "",
+             "| family | noise floor (margin) | source | floor pair | floor-pair coverage | assigned alike | max \\|Δd\\| |",
+             "|---|---|---|---|---|---|---|"]
+    for fam, f in floors.items():
+        pair = f"{f.label} seed {f.seed}: {' vs '.join(f.runs)}" if f.runs else "—"
+        cov = " vs ".join(str(c) for c in f.pair_coverage) if f.pair_coverage else "—"
+        agree = f"{f.agreement:.2f}" if f.agreement is not None else "—"
+        entry = f"{f.entry_max:.4f}" if f.entry_max is not None else "—"
+        lines.append(f"| {fam} | {f.value:.4f} | {f.source} | {pair} | {cov} | {agree} | {entry} |")
+    per_family = family_summaries(results)
+    for fam, summary in per_family.items():
+        f = floors.get(fam)
+        labels = list(summary)
+        lines += ["", f"**{fam}** (floor {f.value:.4f}, {f.source}; mean over seeds):", "",
+                  "| method | coverage ↑ | unassigned ↓ | nearest-member coverage (whole-surface, old) | best-of-K CD ↓ "
+                  "| fidelity ↓ | diversity ↑ |", "|---|---|---|---|---|---|---|"]
+        for label in labels:
+            e = summary[label]
+            lines.append(f"| {label} | {_fmt(e['coverage'], '{:.2f}')} | {_fmt(e['unassigned'], '{:.2f}')} | "
+                         f"{_fmt(e['nearest_coverage'], '{:.2f}')} | {_fmt(e['best_chamfer'], '{:.4f}')} | "
+                         f"{_fmt(e['fidelity'], '{:.4f}')} | {_fmt(e['diversity'], '{:.4f}')} |")
+        lines.append("")
+        pair_change = abs(f.pair_coverage[0] - f.pair_coverage[1]) if f and f.pair_coverage else None
+        for i, a in enumerate(labels):
+            for b in labels[i + 1:]:
+                ca, cb = summary[a]["coverage"]["mean"], summary[b]["coverage"]["mean"]
+                diff = ca - cb
+                if pair_change is None:
+                    verdict = "no floor pair to hold it against"
+                elif abs(diff) > pair_change:
+                    verdict = f"larger than the floor pair's own coverage change ({pair_change})"
+                else:
+                    verdict = f"not larger than the floor pair's own coverage change ({pair_change})"
+                lines.append(f"- coverage {a} − {b}: {ca:.2f} − {cb:.2f} = {diff:+.2f} (margin = floor {f.value:.4f}); "
+                             f"{verdict}")
+    return lines
+
+
+def markdown(results: list[dict[str, Any]], meta: dict[str, Any], failed: list[str],
+             floors: dict[str, Any] | None = None) -> str:
+    floors = floors or {}
     summary = summarise(results)
     labels = list(dict.fromkeys(r["label"] for r in results))
     lines = [f"# recon bench — {meta['cases']} set", "",
              f"{meta['date']}, {meta['machine']}; {len(results)} runs ({', '.join(labels)}), "
              f"seeds {meta['seeds']}, families {', '.join(meta['families'])}, K = {meta['hypotheses']}, "
-             f"τ = {meta['tau']}, {meta['points']} surface points per mesh. Command: `{meta['command']}`", "",
-             "Mean ± std over seeds (each seed: the mean over its runs; best-of-K over all cases).", ""]
+             f"τ = {meta['tau']}, δ = {meta['delta']}, {meta['points']} surface points per mesh. "
+             f"Command: `{meta['command']}`", "",
+             "Mean ± std over seeds (each seed: the mean over its runs; best-of-K over all cases). **Coverage** counts "
+             "the distinct members that hypotheses are assigned to; a hypothesis is assigned to member m only when its "
+             "discriminative distance (measured where the members differ) to m beats every other member's by more "
+             "than the family's noise floor, else it is **unassigned** (share of K). The old whole-surface "
+             "nearest-member coverage (no margin) is kept for continuity.", ""]
     lines.append("| method | " + " | ".join(title for _, title, _, _ in COLUMNS) + " |")
     lines.append("|---" * (len(COLUMNS) + 1) + "|")
     for label in labels:
@@ -132,21 +219,29 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any], failed: list[s
     if comps:
         lines += ["", "Paired with SDS on the same seeds (wins = seeds where the method is better):", ""]
         for c in comps:
-            cov, cd = c["coverage"], c["best_chamfer"]
+            cov, un, cd = c["coverage"], c["unassigned"], c["best_chamfer"]
             lines.append(
                 f"- **{c['label']}** vs sds: coverage {cov['label']:.2f} vs {cov['reference']:.2f} "
                 f"({cov['diff']:+.2f}, better on {cov['wins']}/{len(c['seeds'])} seeds, {cov['ties']} ties); "
+                f"unassigned {un['label']:.2f} vs {un['reference']:.2f}; "
                 f"best-of-K CD {cd['label']:.4f} vs {cd['reference']:.4f} ({100 * cd['relative']:+.1f} %, "
                 f"better on {cd['wins']}/{len(c['seeds'])} seeds)")
+    if floors:
+        lines += _floor_lines(results, floors)
     lines += ["", "## Per run", "",
-              "| family | method | seed | best-of-K CD per member | coverage | nearest member per hypothesis "
-              "| fidelity | diversity | s | evals |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "Assigned member per hypothesis with its gap (second-nearest minus nearest discriminative distance; "
+              "assigned when the gap exceeds the margin), and the old whole-surface nearest member.", "",
+              "| family | method | seed | best-of-K CD per member | coverage | assigned (gap) | unassigned "
+              "| nearest member, whole-surface (old) | fidelity | diversity | s | evals |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(results, key=lambda r: (r["family"], labels.index(r["label"]), r["seed"])):
         best = ", ".join(f"{n.split('/')[-1]} {c['best_chamfer']:.4f}" for n, c in r["cases"].items())
+        assigned = ", ".join(("—" if a is None else a.split("/")[-1]) + ("" if g is None else f" ({g:.3f})")
+                             for a, g in zip(r["assigned"], r["gap"]))
         near = ", ".join(n.split("/")[-1] for n in r["nearest"])
         lines.append(f"| {r['family']} | {r['label']} | {r['seed']} | {best} | {r['coverage']}/{len(r['members'])} "
-                     f"| {near} | {r['fidelity']:.4f} | {r['diversity']:.4f} | {r['seconds']['total']:.0f}"
-                     f"{'*' if r.get('resumed') else ''} "
+                     f"| {assigned} | {r['unassigned']:.2f} | {near} | {r['fidelity']:.4f} | {r['diversity']:.4f} "
+                     f"| {r['seconds']['total']:.0f}{'*' if r.get('resumed') else ''} "
                      f"| {r['prior_evals']['total']} |")
     if any(r.get("resumed") for r in results):
         lines += ["", "\\* resumed after an interruption: its seconds (and s / run above) count only the part after "
@@ -180,8 +275,9 @@ def write_figure(path: Path, out_dir: Path, results: list[dict[str, Any]], truth
             if run is None:
                 continue
             tiles = [(np.asarray(Image.open(out_dir / run["dir"] / h["render"])),
-                      f"→ {near.split('/')[-1]} ({cd:.3f})")
-                     for h, near, cd in zip(run["hypotheses"], run["nearest"], run["nearest_chamfer"])]
+                      (f"→ {a.split('/')[-1]}" if a is not None else "unassigned")
+                      + f" (CD-nearest {near.split('/')[-1]})")
+                     for h, a, near in zip(run["hypotheses"], run["assigned"], run["nearest"])]
             rows.append((f"{fam}: {label} ({run['coverage']}/{len(run['members'])})", tiles))
     cols = max(len(t) for _, t in rows)
     h, w = rows[0][1][0][0].shape[:2]
@@ -200,8 +296,8 @@ def write_figure(path: Path, out_dir: Path, results: list[dict[str, Any]], truth
                 ax.set_title(tiles[j][1], fontsize=7, pad=2)
             if j == 0:
                 ax.set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
-    fig.suptitle(f"seed {seed}: each tile = three views (azimuth 60°, 150°, 230°); label = nearest member (Chamfer-L1)",
-                 fontsize=8)
+    fig.suptitle(f"seed {seed}: each tile = three views (azimuth 60°, 150°, 230°); label = assigned member "
+                 "(margin = noise floor) and the whole-surface nearest member", fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.98))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -227,10 +323,12 @@ def write_report(out_dir: Path, results: list[dict[str, Any]], truths, bench, se
     meta = {
         "cases": bench.cases, "date": _dt.date.today().isoformat(), "machine": machine(),
         "threads": torch.get_num_threads(), "hypotheses": bench.hypotheses, "tau": settings.tau,
-        "points": settings.points, "seeds": info["seeds"], "families": info["families"],
-        "command": info.get("command", "recon bench"),
+        "points": settings.points, "delta": settings.delta, "seeds": info["seeds"], "families": info["families"],
+        "command": info.get("command", "recon bench"), "library": info.get("library"),
+        "library_digest": info.get("library_digest"),
     }
-    md = atomic_write_text(out_dir / "bench.md", markdown(results, meta, failed))
+    floors = info.get("floors") or {}
+    md = atomic_write_text(out_dir / "bench.md", markdown(results, meta, failed, floors))
     labels = list(dict.fromkeys(r["label"] for r in results))
     data = {
         "schema": BENCH_SCHEMA,
@@ -239,6 +337,8 @@ def write_report(out_dir: Path, results: list[dict[str, Any]], truths, bench, se
         "budget": info["budget"],
         "calibration": info["calibration"],
         "summary": summarise(results),
+        "families": family_summaries(results),
+        "floors": {f: asdict(n) for f, n in floors.items()},
         "comparisons": [c for c in (compare(results, lab) for lab in labels if lab != "sds") if c],
         "failed": failed,
         "runs": [{k: v for k, v in r.items() if k != "config"} for r in results],

@@ -7,13 +7,16 @@ Folder of a run (``OUT/runs/<family>__<variant>__s<seed>__<hash>``)::
     renders/hypothesis_k.png  the figure's views (colour from the stage-1 field at every pixel)
     result.json           timings, memory, prior evaluations, metrics (written last, atomically)
 
-The folder name carries the pipeline's run hash (input + full config), so a changed setting is a
-new folder and never overwrites an old result. A run whose ``result.json`` exists is not run again;
-if only the metric settings changed (points, τ), its metrics are recomputed from the saved meshes.
+The folder name carries a hash of the pipeline's run hash (input + full config) and the shape
+library's content (the prior mixes over every library shape, so a changed library changes every run),
+so a changed setting is a new folder and never overwrites an old result. A run whose ``result.json``
+exists is not run again; if only the metric settings changed (points, τ, δ), its metrics are
+recomputed from the saved meshes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Callable, Sequence
@@ -28,6 +31,7 @@ from PIL import Image
 
 from recon.bench import metrics as M
 from recon.bench.cases import RunSpec
+from recon.bench.discriminative import DEFAULT_DELTA, BodySplit, discriminative_matrix
 from recon.bench.resources import PeakMemory, Stopwatch
 from recon.config import to_dict
 from recon.io.atomic import atomic_write_bytes, atomic_write_text
@@ -39,34 +43,38 @@ from recon.render.cameras import camera_batch
 from recon.render.mesh_render import render_mesh
 from recon.scene.mesh import Mesh
 
-RESULT_SCHEMA = "recon.bench.run/1"
+RESULT_SCHEMA = "recon.bench.run/2"  # /2: discriminative distances, library digest
 Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
 class MetricSettings:
     """points: surface samples per mesh; tau: F-score distance (world units; the objects are about
-    1.07 units across, so τ = 0.05 is ≈ 5 % of their size); views: (elevation°, azimuth°) of the
-    figure's renders; render_size: their side in pixels."""
+    1.07 units across, so τ = 0.05 is ≈ 5 % of their size); delta: δ of the discriminative distance
+    (:mod:`recon.bench.discriminative`); views: (elevation°, azimuth°) of the figure's renders;
+    render_size: their side in pixels."""
 
     points: int = 20000
     tau: float = 0.05
+    delta: float = DEFAULT_DELTA
     views: tuple[tuple[float, float], ...] = ((20.0, 60.0), (20.0, 150.0), (20.0, 230.0))
     render_size: int = 96
 
     @property
     def key(self) -> dict[str, Any]:
-        return {"points": self.points, "tau": self.tau}
+        return {"points": self.points, "tau": self.tau, "delta": self.delta}
 
 
 @dataclass
 class GroundTruth:
-    """A family's members in the reconstruction's world frame: names, meshes and outer-surface samples."""
+    """A family's members in the reconstruction's world frame: names, meshes, outer-surface samples
+    (M arrays (N_m, 3)) and their split into shared body and distinctive sets."""
 
     family: str
     names: list[str]
     meshes: list[Mesh]
     points: list[np.ndarray]
+    split: BodySplit
 
 
 def write_rgba_png(path: Path, rgba: torch.Tensor) -> Path:
@@ -97,7 +105,10 @@ def load_mesh_ply(path: Path) -> Mesh:
 
 
 def geometry_metrics(hyp_points: list[np.ndarray], gt: GroundTruth, tau: float) -> dict[str, Any]:
-    """Every geometric score of one run from its K hypotheses' surface samples."""
+    """Every geometric score of one run from its K hypotheses' surface samples that does not depend on
+    the noise floor (assignment with a margin and coverage are made when the report is built:
+    :func:`recon.bench.bench.assign_runs`). ``nearest`` / ``nearest_coverage`` are the old
+    whole-surface nearest member (no margin), kept for continuity."""
     dist = M.chamfer_matrix(hyp_points, gt.points)  # (K, M)
     fs = np.array([[M.fscore(h, g, tau) for g in gt.points] for h in hyp_points])
     pair = M.chamfer_matrix(hyp_points, hyp_points)
@@ -105,12 +116,13 @@ def geometry_metrics(hyp_points: list[np.ndarray], gt: GroundTruth, tau: float) 
     return {
         "chamfer": dist.tolist(),
         "fscore": fs.tolist(),
+        "discriminative": discriminative_matrix(hyp_points, gt.split).tolist(),
         "pairwise_chamfer": pair.tolist(),
         "nearest": [gt.names[i] for i in nearest],
         "nearest_chamfer": dist.min(axis=1).tolist(),
         "fidelity": float(dist.min(axis=1).mean()),
         "diversity": M.mean_pairwise(pair),
-        "coverage": M.coverage(nearest),
+        "nearest_coverage": M.coverage(nearest),
         "cases": {
             name: {"best_chamfer": float(dist[:, m].min()), "best_index": int(dist[:, m].argmin()),
                    "best_fscore": float(fs[:, m].max())}
@@ -127,8 +139,10 @@ def _read_result(path: Path) -> dict[str, Any] | None:
     return data if data.get("schema") == RESULT_SCHEMA else None
 
 
-def run_folder(root: Path, spec: RunSpec, run_hash: str) -> Path:
-    return root / "runs" / f"{spec.key}__{run_hash[:8]}"
+def run_folder(root: Path, spec: RunSpec, run_hash: str, library: str = "") -> Path:
+    """``root/runs/<spec key>__<8 hex of sha256(run hash, library digest)>``."""
+    digest = hashlib.sha256(f"{run_hash}:{library}".encode()).hexdigest() if library else run_hash
+    return root / "runs" / f"{spec.key}__{digest[:8]}"
 
 
 class BenchRun:
@@ -136,8 +150,9 @@ class BenchRun:
 
     def __init__(self, spec: RunSpec, config: ImageTo3DConfig, image: Path, root: Path, gt: GroundTruth,
                  settings: MetricSettings, extra: dict[str, Any] | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, library: str = "") -> None:
         self.spec = spec
+        self.library = library
         self.config = config
         self.image = image
         self.gt = gt
@@ -147,7 +162,7 @@ class BenchRun:
         # The folder name needs the run hash, which ``prepare`` computes (it touches no folder).
         probe = ImageTo3D(image, config, root / "runs", progress)
         probe.prepare()
-        self.dir = run_folder(root, spec, probe.hash)
+        self.dir = run_folder(root, spec, probe.hash, library)
         self.pipeline = ImageTo3D(image, config, self.dir, progress)
         self.pipeline.prepare()
 
@@ -158,7 +173,7 @@ class BenchRun:
     def cached(self) -> dict[str, Any] | None:
         """The finished result if there is one for this run (re-scored if the metric settings changed)."""
         result = _read_result(self.result_path)
-        if result is None or result.get("run_hash") != self.pipeline.hash:
+        if result is None or result.get("run_hash") != self.pipeline.hash or result.get("library", "") != self.library:
             return None
         if result.get("metrics_key") != self.settings.key:
             self.rescore(result)
@@ -167,6 +182,8 @@ class BenchRun:
     def rescore(self, result: dict[str, Any]) -> None:
         hyp = [M.surface_points(load_mesh_ply(self.dir / h["mesh"]), self.settings.points)
                for h in result["hypotheses"]]
+        for stale in ("coverage", "unassigned", "assigned"):  # assignment is made at report time
+            result.pop(stale, None)
         result.update(geometry_metrics(hyp, self.gt, self.settings.tau))
         result["metrics_key"] = self.settings.key
         atomic_write_text(self.result_path, json.dumps(result, indent=1))
@@ -190,7 +207,10 @@ class BenchRun:
         result: dict[str, Any] = {
             "schema": RESULT_SCHEMA,
             "run_hash": p.hash,
+            "library": self.library,
             "metrics_key": self.settings.key,
+            "floor": self.spec.floor,
+            "stream_seeds": {"stage1": self.config.stage1.seed, "stage2": self.config.stage2.seed},
             "family": self.spec.family,
             "method": self.spec.variant.method,
             "weighting": self.spec.variant.weighting,

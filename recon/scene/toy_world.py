@@ -5,6 +5,12 @@ Back parts stay inside the body's silhouette and behind it, so from the input vi
 elevation 0, looking from +Z) every member of a family renders to the same image: the input view
 cannot tell them apart, which is exactly the ambiguity that diverse hypotheses should cover.
 
+``crate``, ``drum`` and ``panel`` hide small parts (members differ by whole-surface Chamfer-L1
+0.024–0.078); ``board`` and ``lantern`` hide large ones (a deep block behind one half of a board; a
+vertical fin, a horizontal wing or a slab behind a disc), so their members differ by 0.08–0.14, more
+than a coarse reconstruction's error on the shared body (``docs/toy-world-benchmark.md`` has the
+measured matrices).
+
 Shading is baked into vertex colours (half-Lambert under a fixed light from the front-top-right)
 with unshared vertices per face, so the renders carry shape cues while the prior stays view-
 independent albedo. Everything is generated in code; ``data/library/`` holds the written files.
@@ -13,6 +19,7 @@ independent albedo. Everything is generated in code; ``data/library/`` holds the
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +45,11 @@ class Part:
     colour: tuple[float, float, float]
 
 
-# family -> (front body, {member -> back parts}). Bodies span z up to +0.35; backs lie behind them.
-FAMILIES: dict[str, tuple[Part, dict[str, tuple[Part, ...]]]] = {
+Family = tuple[Part, dict[str, tuple[Part, ...]]]  # (front body, {member -> back parts})
+
+# family -> (front body, {member -> back parts}). Bodies span z up to +0.35 (board, lantern: +0.40);
+# backs lie behind them and inside their silhouette from the input camera (on +Z at distance 3.8).
+FAMILIES: dict[str, Family] = {
     "crate": (
         Part("box", (0.8, 0.8, 0.5), (0.0, 0.0, 0.1), (0.9, 0.45, 0.1)),
         {
@@ -66,6 +76,27 @@ FAMILIES: dict[str, tuple[Part, dict[str, tuple[Part, ...]]]] = {
                 Part("box", (0.1, 0.55, 0.4), (0.3, 0.0, 0.07), (0.3, 0.3, 0.3)),
             ),
             "ball": (Part("sphere", (0.25,), (0.0, 0.0, 0.0), (0.9, 0.9, 0.2)),),
+        },
+    ),
+    # Large hidden parts: a portrait board (0.7 x 1.0) with a deep block behind one half of it. The four
+    # members are equally far apart; a hypothesis that averages them is a slab behind the middle.
+    "board": (
+        Part("box", (0.7, 1.0, 0.08), (0.0, 0.0, 0.36), (0.92, 0.88, 0.72)),
+        {
+            "top": (Part("box", (0.62, 0.44, 0.9), (0.0, 0.25, -0.12), (0.15, 0.3, 0.85)),),
+            "bottom": (Part("box", (0.62, 0.44, 0.9), (0.0, -0.25, -0.12), (0.15, 0.65, 0.2)),),
+            "left": (Part("box", (0.3, 0.92, 0.9), (-0.18, 0.0, -0.12), (0.8, 0.15, 0.6)),),
+            "right": (Part("box", (0.3, 0.92, 0.9), (0.18, 0.0, -0.12), (0.95, 0.5, 0.05)),),
+        },
+    ),
+    # A disc (radius 0.5) with a large plate or block behind it: a vertical fin, a horizontal wing or a
+    # flat slab (0.85, 0.85 and 0.3 deep).
+    "lantern": (
+        Part("cylinder", (0.5, 0.08), (0.0, 0.0, 0.36), (0.62, 0.55, 0.9)),
+        {
+            "fin": (Part("box", (0.12, 0.9, 0.85), (0.0, 0.0, -0.1), (0.2, 0.6, 0.3)),),
+            "wing": (Part("box", (0.9, 0.12, 0.85), (0.0, 0.0, -0.1), (0.85, 0.2, 0.25)),),
+            "slab": (Part("box", (0.6, 0.6, 0.3), (0.0, 0.0, 0.18), (0.95, 0.75, 0.2)),),
         },
     ),
 }
@@ -98,12 +129,17 @@ def _shaded(mesh: trimesh.Trimesh, colour: tuple[float, float, float]) -> tuple[
     return tri, faces, colours
 
 
-def build_member(family: str, member: str) -> Mesh:
-    """The mesh of one family member (vertex-coloured, float32)."""
-    body, members = FAMILIES[family]
+def build_member(family: str, member: str, families: Mapping[str, Family] | None = None) -> Mesh:
+    """The mesh of one family member (vertex-coloured, float32) from ``families`` (default :data:`FAMILIES`)."""
+    body, members = (FAMILIES if families is None else families)[family]
+    return build_parts((body, *members[member]))
+
+
+def build_parts(parts: Sequence[Part]) -> Mesh:
+    """A union of primitives as one vertex-coloured mesh (float32; each part stays a closed piece)."""
     verts, faces, cols = [], [], []
     offset = 0
-    for part in (body, *members[member]):
+    for part in parts:
         v, f, c = _shaded(_primitive(part), part.colour)
         verts.append(v)
         faces.append(f + offset)
@@ -127,18 +163,21 @@ class LibraryShape:
         return f"{self.family}/{self.member}"
 
 
-def build_library() -> list[LibraryShape]:
-    return [LibraryShape(f, m, build_member(f, m)) for f, (_, members) in FAMILIES.items() for m in members]
+def build_library(families: Mapping[str, Family] | None = None) -> list[LibraryShape]:
+    """Every member of ``families`` (default :data:`FAMILIES`), family by family in insertion order."""
+    fams = FAMILIES if families is None else families
+    return [LibraryShape(f, m, build_member(f, m, fams)) for f, (_, members) in fams.items() for m in members]
 
 
-def write_library(folder: str | Path) -> list[Path]:
-    """Write every member as ``<family>/<member>.ply`` (vertex colours) plus ``library.yaml``."""
+def write_library(folder: str | Path, families: Mapping[str, Family] | None = None) -> list[Path]:
+    """Write every member of ``families`` (default :data:`FAMILIES`) as ``<family>/<member>.ply`` (ASCII,
+    vertex colours) plus ``library.yaml`` — the layout :func:`load_library` and ``recon bench --library`` read."""
     from recon.io.atomic import atomic_write_bytes, atomic_write_text
 
     root = Path(folder)
     written = []
     index: dict[str, list[str]] = {}
-    for shape in build_library():
+    for shape in build_library(families):
         tm = shape.mesh.to_trimesh()
         path = root / shape.family / f"{shape.member}.ply"
         atomic_write_bytes(path, trimesh.exchange.ply.export_ply(tm, encoding="ascii", vertex_normal=False))

@@ -7,7 +7,6 @@ import pytest
 
 from recon.bench.bench import family_input
 from recon.bench.calibrate import calibrate, scaled_weight_overrides
-from recon.bench.cases import case_set
 from recon.config import from_dict, merge_overrides, to_dict
 from recon.pipeline.image_to_3d import ImageTo3DConfig
 from recon.pipeline.prior_setup import build_image_prior
@@ -41,11 +40,3 @@ def test_scaled_weight_overrides_scale_constants_and_ramps():
     over = scaled_weight_overrides(ramp, 3.0, 1.0)
     scaled = from_dict(ImageTo3DConfig, merge_overrides(to_dict(ramp), over))
     assert list(scaled.stage1.weights.guidance) == [0, 3.0, 12.0, 100]
-
-
-def test_case_sets():
-    smoke, full = case_set("smoke"), case_set("full")
-    assert smoke.methods == ["dsd", "sds"] and set(full.methods) == {"dsd", "sds", "asd", "sdi"}
-    assert set(smoke.families) <= set(full.families) and len(full.seeds) > len(smoke.seeds)
-    with pytest.raises(ValueError, match="unknown case set"):
-        case_set("huge")
