@@ -11,6 +11,7 @@ from recon.cli.export import export
 from recon.cli.models import models
 from recon.cli.run import batch, run
 from recon.cli.text import text
+from recon.cli.train import train
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,3 +27,4 @@ main.add_command(batch)
 main.add_command(bench)
 main.add_command(text)
 main.add_command(export)
+main.add_command(train)

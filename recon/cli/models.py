@@ -42,6 +42,7 @@ def list_models(as_json: bool) -> None:
                 "hub_id": entry.hub_id, "revision": entry.revision, "licence": entry.licence, "size": entry.size,
                 "present": bool(places), "path": str(places[0].path) if places else None,
                 "source": places[0].source if places else None, "description": entry.description,
+                "local": entry.local or None,
             })
     except ZooError as exc:
         fail(str(exc))
@@ -52,10 +53,12 @@ def list_models(as_json: bool) -> None:
     root = models_dir()
     click.echo(f"RECON_MODELS: {root if root is not None else '(not set)'}")
     for row in rows:
-        label = {"recon_models": "$RECON_MODELS", "hf_cache": "Hugging Face cache"}.get(row["source"], "")
+        label = {"recon_models": "$RECON_MODELS", "hf_cache": "Hugging Face cache",
+                 "shipped": "the repository"}.get(row["source"], "")
         where = f"present in {label}: {row['path']}" if row["present"] else "not on this machine"
         click.echo(f"{row['name']:<15} {row['kind']:<32} {row['size']:<20} {where}")
-        click.echo(f"{'':<15} {row['hub_id']}@{row['revision'][:12]}  licence: {row['licence']}")
+        origin = f"shipped in the repository ({row['local']})" if row["local"] else f"{row['hub_id']}@{row['revision'][:12]}"
+        click.echo(f"{'':<15} {origin}  licence: {row['licence']}")
 
 
 @models.command()

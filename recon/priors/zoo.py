@@ -5,7 +5,9 @@ A model is looked for, in order:
 
 1. an explicit folder (``--model-path``, or a name that is itself a folder);
 2. ``$RECON_MODELS/<name>/``;
-3. the Hugging Face cache (``$HF_HOME`` / ``$HF_HUB_CACHE``), at the pinned revision, without network.
+3. the Hugging Face cache (``$HF_HOME`` / ``$HF_HUB_CACHE``), at the pinned revision, without network;
+4. for a model shipped with recon (``local:`` in the zoo, e.g. ``toy-zero123``), its folder in the
+   source tree (``models/<name>/``).
 
 ``pull`` downloads the listed files with ``huggingface_hub`` (progress bars, resumable: an interrupted
 download continues from its ``.incomplete`` file) into ``$RECON_MODELS/<name>/`` when that variable
@@ -27,7 +29,7 @@ ZOO_FILE = Path(__file__).resolve().parents[2] / "models" / "zoo.yaml"
 ENV_MODELS = "RECON_MODELS"
 ENV_ZOO = "RECON_ZOO"
 
-Source = Literal["path", "recon_models", "hf_cache"]
+Source = Literal["path", "recon_models", "hf_cache", "shipped"]
 
 
 class ZooError(RuntimeError):
@@ -48,6 +50,8 @@ class ZooEntry:
         files: the repository files recon needs (exact paths or glob patterns).
         variant: ``zero123`` or ``stable-zero123`` (pose vector); empty for other kinds.
         description: one line for ``recon models list``.
+        local: for weights shipped in this repository, their folder relative to the repository root
+            (``hub_id`` and ``revision`` are then empty: there is nothing to download).
     """
 
     name: str
@@ -59,6 +63,12 @@ class ZooEntry:
     files: tuple[str, ...]
     variant: str = ""
     description: str = ""
+    local: str = ""
+
+    @property
+    def local_path(self) -> Path | None:
+        """The shipped folder of a ``local`` model (None for hub models)."""
+        return ZOO_FILE.parents[1] / self.local if self.local else None
 
 
 @dataclass(frozen=True)
@@ -136,9 +146,12 @@ def locate(entry: ZooEntry) -> list[Resolved]:
     root = models_dir()
     if root is not None and (root / entry.name).is_dir():
         found.append(Resolved(root / entry.name, "recon_models", entry))
-    cached = _hf_cache_path(entry)
+    cached = _hf_cache_path(entry) if entry.hub_id else None
     if cached is not None and cached.is_dir():
         found.append(Resolved(cached, "hf_cache", entry))
+    shipped = entry.local_path
+    if shipped is not None and shipped.is_dir():
+        found.append(Resolved(shipped, "shipped", entry))
     return found
 
 
@@ -171,6 +184,9 @@ def target_dir(entry: ZooEntry) -> Path | None:
 
 
 def missing_message(entry: ZooEntry) -> str:
+    if entry.local:
+        return (f"model {entry.name!r} ships with recon in {entry.local_path}, but that folder is missing: restore it "
+                f"from the repository (git checkout -- {entry.local}) or retrain it as {entry.local}/README.md says")
     where = target_dir(entry)
     place = str(where) if where is not None else f"${ENV_MODELS}/{entry.name}/ (set {ENV_MODELS} first)"
     return (f"model {entry.name!r} is not on this machine: run `recon models pull {entry.name}`, or download "
@@ -211,6 +227,9 @@ def pull(entry: ZooEntry, dest: Path | None = None) -> Path:
         RevisionNotFoundError,
     )
 
+    if entry.local:
+        raise ZooError(missing_message(entry) if not (entry.local_path and entry.local_path.is_dir()) else
+                       f"model {entry.name!r} ships with recon ({entry.local_path}); there is nothing to download")
     dest = dest or target_dir(entry)
     kwargs = {"local_dir": str(dest)} if dest is not None else {"cache_dir": hf_cache_dir()}
     unreachable = _probe_hub()
