@@ -151,9 +151,12 @@ class TrajectoryCache:
         cond: Condition,
     ) -> torch.Tensor:
         """(B, *shape): ε on row i's trajectory at grid level ``levels[i]``."""
-        trajs = self.ensure(levels, eps_star, hyp_keys, cond)
+        return self._pick(self.ensure(levels, eps_star, hyp_keys, cond), levels, "eps")
+
+    def _pick(self, trajs: Sequence[Trajectory], levels: Sequence[int], what: str) -> torch.Tensor:
+        """(B, *shape): row i's ``x`` or ``eps`` at ``levels[i]`` (row i is view i mod G of its group)."""
         g = self.group
-        return torch.stack([tr.eps[int(lvl)][i % g] for i, (tr, lvl) in enumerate(zip(trajs, levels))])
+        return torch.stack([getattr(tr, what)[int(lvl)][i % g] for i, (tr, lvl) in enumerate(zip(trajs, levels))])
 
     @torch.no_grad()
     def eps_at_time(
@@ -166,14 +169,14 @@ class TrajectoryCache:
         """(B, *shape): ε of row i's ODE at exactly ``t[i]`` (Algorithm 3 and the DSD authors' code).
 
         The ODE is integrated to t itself: from the grid point at or above t (j), a partial DDIM step
-        x(t) = √ᾱ_t x0(t_j) + √(1 − ᾱ_t) ε(t_j) (x(t) = ε* when t lies above the grid's top), then one network evaluation ε̂(x(t), t) with the ODE's
-        guidance and the trajectory's own condition. Rows whose t is a grid point reuse the cached ε
+        x(t) = √ᾱ_t x0(t_j) + √(1 − ᾱ_t) ε(t_j) (x(t) = ε* when t lies above the grid's top), then one
+        network evaluation ε̂(x(t), t) with the ODE's guidance and the trajectory's own condition. Rows whose t is a grid point reuse the cached ε
         (no evaluation). Rows of one jointly denoised group must share t.
         """
         levels = [self.grid.level_at_or_above(int(ti)) for ti in t]
         trajs = self.ensure(levels, eps_star, hyp_keys, cond)
         g = self.group
-        eps = torch.stack([tr.eps[int(lvl)][i % g] for i, (tr, lvl) in enumerate(zip(trajs, levels))])
+        eps = self._pick(trajs, levels, "eps")
         t_exact = torch.as_tensor([int(ti) for ti in t], dtype=torch.long)
         t_grid = torch.tensor([self.grid.timesteps[int(lvl)] for lvl in levels], dtype=torch.long)
         off = (t_exact != t_grid).nonzero().flatten()
@@ -181,7 +184,7 @@ class TrajectoryCache:
             return eps
         groups = sorted({int(i) // g for i in off})
         rows = torch.tensor([j * g + r for j in groups for r in range(g)])
-        x = torch.stack([trajs[int(i)].x[levels[int(i)]][int(i) % g] for i in rows])
+        x = self._pick(trajs, levels, "x")[rows]
         schedule = self.prior.schedule
         x0 = schedule.predict_x0(x, eps[rows], t_grid[rows])
         # Above the grid's top the ODE has not started: x(t) is ε* itself (as in the authors' code).
@@ -201,8 +204,6 @@ class TrajectoryCache:
     ) -> torch.Tensor:
         """(B, *shape): the one-step data prediction x0 at row i's grid level ``levels[i]``."""
         trajs = self.ensure(levels, eps_star, hyp_keys, cond)
-        g = self.group
-        x = torch.stack([tr.x[int(lvl)][i % g] for i, (tr, lvl) in enumerate(zip(trajs, levels))])
-        eps = torch.stack([tr.eps[int(lvl)][i % g] for i, (tr, lvl) in enumerate(zip(trajs, levels))])
+        x, eps = self._pick(trajs, levels, "x"), self._pick(trajs, levels, "eps")
         t = torch.tensor([self.grid.timesteps[int(lvl)] for lvl in levels])
         return self.prior.schedule.predict_x0(x, eps, t)

@@ -3,7 +3,7 @@
 The paper's DSD starts every view's ODE at the hypothesis's ε* and assumes that one ε* gives one object
 in all views (its appendix, Fig. 9). Measured on the exact toy-world prior it does not: from one ε* the
 per-view ODEs pick different family members at different cameras (``benchmarks/cross_view_agreement.py``:
-no seed of 16 picks one member in every view), and the 3D field averages what the views picked —
+2 of 160 family–seed pairs pick one member in every view), and the 3D field averages what the views picked —
 the torn, half-transparent drum backs of ``docs/toy-world-benchmark.md``. This distiller keeps DSD's
 gradient and ε*, and changes which ODE a view follows:
 
