@@ -50,10 +50,10 @@ class DistillConfig:
         commit_fraction, commit_pin_views, commit_follow, anchor, commit_inversion_steps,
             commit_inversion_guidance: ``dsd-commit`` (:mod:`recon.distill.committed`): the share of
             a stage's steps whose guidance views are pinned (``commit_pin_views``) to the anchor
-            (elevation°, azimuth°) and follow its ODE; where every view's ODE noise comes from after
-            that (``anchor``: the same one ODE; ``view``: the paper's per-view ODE from ε*; ``fresh``:
-            new noise each step, as ASD; ``inversion``: DDIM inversion of the view's own render, with
-            the two inversion settings).
+            (elevation°, azimuth°) and follow its ODE; what guides every view after that (``sds``: SDS's
+            score on the committed render, the default; ``anchor``: DSD on the same one ODE; ``view``: DSD on
+            the paper's per-view ODE from ε*; ``fresh``: DSD with new noise each step, as ASD; ``inversion``:
+            DSD on the DDIM inversion of the view's own render, with the two inversion settings).
     """
 
     method: Method = "dsd"
@@ -74,7 +74,7 @@ class DistillConfig:
     sdi_inversion_guidance: float = -7.5
     commit_fraction: float = 0.3
     commit_pin_views: bool = True
-    commit_follow: Literal["anchor", "view", "fresh", "inversion"] = "anchor"
+    commit_follow: Literal["sds", "anchor", "view", "fresh", "inversion"] = "sds"
     anchor: tuple[float, float] = (30.0, 135.0)
     commit_inversion_steps: int = 4
     commit_inversion_guidance: float = 1.0

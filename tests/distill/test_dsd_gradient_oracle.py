@@ -89,3 +89,42 @@ def test_dsd_gradient_equals_the_authors_formula(target, scale_plus):
             assert float((got - want).abs().max()) < 1e-10 * max(1.0, float(want.abs().max())), (step, i, t, tp)
             checked_off_grid += tp not in [int(g) for g in scheduler.timesteps]
     assert checked_off_grid > 0  # t₊ fell between grid points at least once: the two targets really differ there
+
+
+def test_dsd_commit_follows_with_the_sds_score_after_the_commit():
+    """``dsd-commit`` with ``commit_follow: sds``: during the commit it is DSD (the oracle above, on this
+    camera-free prior every view already shares the one ODE); afterwards each row's gradient is SDS's
+    w(t)[ε̂(x_t, t; s) − ε] with x_t = √ᾱ_t x_π + √(1 − ᾱ_t) ε, ε drawn from that row's hypothesis's own
+    noise stream (DreamFusion's formula, x_t from diffusers' ``add_noise``)."""
+    unet = tiny_unet(dtype=torch.float64)
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                              timestep_spacing="trailing", clip_sample=False, set_alpha_to_one=False)
+    scheduler.set_timesteps(10)
+    scheduler.alphas_cumprod = scheduler.alphas_cumprod.to(torch.float64)
+    prior = DiffusersUNetPrior(unet, NoiseSchedule.from_config(scheduler.config))
+    context = torch.randn(1, 5, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    hyps = [Hypothesis(11, 0), Hypothesis(11, 1), Hypothesis(11, 2)]
+    rows = torch.tensor([0, 1, 1, 2, 0])
+    cond = prior.condition(embeddings=context, batch=len(rows))
+    config = DistillConfig(method="dsd-commit", guidance_scale=S, plus_guidance_scale=1.0, ode_guidance_scale=S_ODE,
+                           ode_steps=10, commit_fraction=0.5, commit_follow="sds",
+                           timesteps=TimestepConfig(kind="uniform", t_min=0.2, t_max=0.9, total_steps=4))
+    distiller = build_distiller(prior, config)
+    state = distiller.init_state(hyps).for_rows(rows)
+    x_pi = torch.randn(len(rows), 4, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    ac = scheduler.alphas_cumprod
+    noise = {k: seeding.generator(11, k, seeding.NOISE) for k in range(3)}
+    for step in range(4):
+        result = distiller.grad(x_pi, step, cond, state)
+        for i, k in enumerate(rows.tolist()):
+            t = int(result.t[i])
+            if step < 2:  # commit: DSD on the one ODE of ε*_k
+                eps_star = seeding.eps_star(11, k, (4, 8, 8), torch.float64)[None]
+                want = oracle_grad(unet, scheduler, eps_star, context, x_pi[i : i + 1], t, int(result.t_plus[i]),
+                                   1.0, "grid")[0]
+            else:
+                eps = torch.randn((4, 8, 8), generator=noise[k], dtype=torch.float64)[None]
+                x_t = scheduler.add_noise(x_pi[i : i + 1], eps, torch.tensor([t]))
+                want = ((1 - ac[t]) * (cfg(unet, x_t, t, context, S) - eps))[0]
+            got = result.grad[i]
+            assert float((got - want).abs().max()) < 1e-10 * max(1.0, float(want.abs().max())), (step, i, t)
