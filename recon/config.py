@@ -204,3 +204,150 @@ def merge(a: dict[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
 
 def dump_yaml(obj: Any) -> str:
     return yaml.safe_dump(to_dict(obj), sort_keys=False)
+
+
+# ------------------------------------------------------------------------------------------ limits
+# Ranges of the values that size a run. A value outside its range is refused up front, with the key,
+# the value, the range and why, before any input is read or any stage starts: a typo such as
+# stage1.steps=10000000000 would otherwise run until killed, and texture_size=0 would fail deep inside
+# the export. Patterns are dotted keys with ``*`` for one or more levels; a key that a config class
+# does not have is skipped (the same table serves the image, text and bench configs).
+@dataclasses.dataclass(frozen=True)
+class Limit:
+    pattern: str
+    lo: float
+    hi: float
+    why: str
+
+
+_STEPS_WHY = "optimisation steps: at least 1, and 10⁶ steps is weeks of a fast GPU"
+LIMITS: tuple[Limit, ...] = (
+    Limit("hypotheses", 1, 64, "each hypothesis is its own field and mesh; 64 is recon's largest batch"),
+    Limit("seed", 0, 2**32 - 1, "seeds are non-negative 32-bit integers"),
+    Limit("*.seed", 0, 2**32 - 1, "seeds are non-negative 32-bit integers"),
+    Limit("stage1.steps", 1, 1_000_000, _STEPS_WHY),
+    Limit("stage2.steps", 1, 1_000_000, _STEPS_WHY),
+    Limit("*.total_steps", 1, 1_000_000, _STEPS_WHY),
+    Limit("*.anneal_steps", 0, 1_000_000, _STEPS_WHY),
+    Limit("checkpoint_every", 0, 1_000_000, "steps between checkpoints (0 = at stage ends only)"),
+    Limit("stage2.checkpoint_every", 0, 1_000_000, "steps between checkpoints (0 = at stage ends only)"),
+    Limit("stage1.resolutions", 8, 2048, "guidance renders are resolution² pixels per view; 2048 is far beyond "
+          "any prior's input"),
+    Limit("stage1.batch_sizes", 1, 64, "views rendered per hypothesis and step"),
+    Limit("stage1.milestones", 0, 1_000_000, _STEPS_WHY),
+    Limit("stage1.reference_rays", 0, 1_000_000, "input-view rays per hypothesis and step (0 = every pixel)"),
+    Limit("stage1.volume.samples_per_ray", 1, 1024, "samples along each ray"),
+    Limit("stage1.occupancy.resolution", 4, 512, "the occupancy grid holds resolution³ cells"),
+    Limit("stage1.occupancy.update_every", 1, 1_000_000, "steps between occupancy-grid updates"),
+    Limit("stage1.field.resolutions", 2, 1024, "feature grids hold resolution³ cells"),
+    Limit("stage1.field.features", 1, 64, "features per grid cell"),
+    Limit("stage1.field.density_hidden", 1, 1024, "width of the density network"),
+    Limit("stage1.field.color_hidden", 1, 1024, "width of the colour network"),
+    Limit("stage1.cameras.group", 1, 64, "views per camera group"),
+    Limit("stage1.lr", 1e-12, 10.0, "a learning rate must be positive"),
+    Limit("stage2.lr_*", 0.0, 10.0, "a learning rate must be positive (0 freezes the parameter)"),
+    Limit("stage2.tet_resolution", 4, 512, "the tet grid holds about 6 × resolution³ tetrahedra"),
+    Limit("stage2.resolution", 8, 4096, "stage-2 renders are resolution² pixels per view"),
+    Limit("stage2.target_views_per_step", 0, 64, "input views rendered per hypothesis and step"),
+    Limit("stage2.guidance_views_per_step", 0, 64, "guidance views rendered per hypothesis and step"),
+    Limit("stage2.camera_group", 1, 64, "views per camera group"),
+    Limit("stage2.grid_radius", 1e-3, 1e3, "half the side of the tet grid's cube"),
+    Limit("stage2.deform_fraction", 0.0, 1.0, "a fraction of the tet grid's spacing"),
+    Limit("export.texture_size", 16, 8192, "the baked texture is texture_size² pixels; 8192 is the largest most "
+          "GPUs and engines load"),
+    Limit("export.target_faces", 4, 10_000_000, "faces of each exported mesh"),
+    Limit("export.uv_padding", 0, 256, "pixels of padding around each UV chart"),
+    Limit("export.gutter", 0, 256, "pixels bled outside each UV chart"),
+    Limit("report.turntable_frames", 1, 720, "frames of each turntable GIF"),
+    Limit("report.render_size", 16, 4096, "turntable and contact-sheet images are render_size² pixels"),
+    Limit("input.max_pixels", 1024, 1_000_000_000, "the largest photo (in pixels) recon decodes"),
+    Limit("input.min_side", 1, 4096, "the smallest photo side recon accepts"),
+    Limit("input.recentre.size", 32, 4096, "the recentred input is size² pixels"),
+    Limit("*.image_size", 8, 1024, "the prior's image side in pixels"),
+    Limit("prior.library.max_cached_views", 1, 1_000_000, "library renders kept in memory"),
+    Limit("*.ode_steps", 1, 1000, "DDIM steps of the ODE trajectory"),
+    Limit("*.t_min", 0.0, 1.0, "t is a fraction of the diffusion schedule"),
+    Limit("*.t_max", 0.0, 1.0, "t is a fraction of the diffusion schedule"),
+    Limit("*.t_min_end", 0.0, 1.0, "t is a fraction of the diffusion schedule"),
+    Limit("*.t_max_end", 0.0, 1.0, "t is a fraction of the diffusion schedule"),
+    Limit("*.commit_fraction", 0.0, 1.0, "a fraction of stage 1's steps"),
+    Limit("*.delta_ratio", 0.0, 1.0, "a fraction of t"),
+    Limit("*.guidance_scale", 0.0, 1000.0, "classifier-free guidance scale"),
+    Limit("distance", 1e-3, 1e3, "camera distance in object units"),
+    Limit("fovy", 0.1, 179.0, "a field of view in degrees"),
+    Limit("*.fovy", 0.1, 179.0, "a field of view in degrees"),
+    Limit("*.views", 1, 64, "views per hypothesis"),
+    Limit("*.resolution", 4, 4096, "images and grids of resolution² (or ³) cells"),
+)
+
+
+def _match(pattern: str, key: str) -> bool:
+    import fnmatch
+
+    return fnmatch.fnmatchcase(key, pattern)
+
+
+def _leaves(obj: Any, where: str = "") -> Iterable[tuple[str, Any]]:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            yield from _leaves(getattr(obj, f.name), f"{where}.{f.name}" if where else f.name)
+    else:
+        yield where, obj
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1e6:
+        return f"{value:.0e}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**7:
+        return f"{value} (~{float(value):.0e})"
+    return repr(value)
+
+
+def _range(limit: Limit) -> str:
+    def num(v: float) -> str:
+        return str(int(v)) if float(v).is_integer() and abs(v) < 1e7 else f"{v:g}"
+    return f"{num(limit.lo)}..{num(limit.hi)}"
+
+
+def check_limits(config: Any) -> None:
+    """Refuse (:class:`ConfigError`, one line: key, value, allowed range, why) a config value that is
+    out of range, not finite, or inconsistent with its neighbours. Run before any stage work."""
+    import math
+
+    for key, value in _leaves(config):
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ConfigError(f"{key}: {item!r} is not a finite number; give a number")
+            for limit in LIMITS:
+                if _match(limit.pattern, key):
+                    if not limit.lo <= item <= limit.hi:
+                        raise ConfigError(f"{key}: {_show(item)} is outside the allowed range {_range(limit)} "
+                                          f"({limit.why})")
+                    break
+    _check_consistency(config)
+
+
+def _check_consistency(config: Any) -> None:
+    for key, value in _leaves(config):
+        if key.endswith("t_min") and isinstance(value, float):
+            t_max = _get(config, key[:-len("t_min")] + "t_max")
+            if isinstance(t_max, float) and value > t_max:
+                raise ConfigError(f"{key}: {value!r} is above {key[:-len('t_min')]}t_max = {t_max!r}; t_min "
+                                  "must not exceed t_max")
+    stage1 = getattr(config, "stage1", None)
+    if stage1 is not None and all(hasattr(stage1, a) for a in ("resolutions", "batch_sizes", "milestones")):
+        r, b, m = list(stage1.resolutions), list(stage1.batch_sizes), list(stage1.milestones)
+        if not len(r) == len(b) == len(m) + 1:
+            raise ConfigError(f"stage1.resolutions / batch_sizes / milestones: {r} / {b} / {m} need one more "
+                              "resolution and batch size than milestones (one per schedule phase)")
+        if m != sorted(m):
+            raise ConfigError(f"stage1.milestones: {m} must be increasing steps")
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part, None)
+    return obj

@@ -26,9 +26,13 @@ def _human(n: int) -> str:
     return f"{n} B"
 
 
+_QUIET = click.option("--quiet", is_flag=True, help="Print nothing but errors (and the --json summary).")
+
+
 @models.command("list")
+@_QUIET
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
-def list_models(as_json: bool) -> None:
+def list_models(quiet: bool, as_json: bool) -> None:
     """Known models, whether each is on this machine, and where."""
     from recon.priors.zoo import ZooError, load_zoo, locate, models_dir
 
@@ -50,6 +54,8 @@ def list_models(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
+    if quiet:
+        return
     root = models_dir()
     click.echo(f"RECON_MODELS: {root if root is not None else '(not set)'}")
     for row in rows:
@@ -66,7 +72,9 @@ def list_models(as_json: bool) -> None:
 @click.option("--to", "dest", type=click.Path(path_type=Path), default=None,
               help="Download into this folder (default: $RECON_MODELS/NAME, else the Hugging Face cache).")
 @click.option("--force", is_flag=True, help="Download even if a verified copy is already present.")
-def pull(name: str, dest: Path | None, force: bool) -> None:
+@_QUIET
+@click.option("--json", "as_json", is_flag=True, help="Print {name, path, downloaded} as JSON.")
+def pull(name: str, dest: Path | None, force: bool, quiet: bool, as_json: bool) -> None:
     """Download model NAME from the Hugging Face hub (resumable) and verify it."""
     from recon.priors.weights import WeightsError, verify_folder
     from recon.priors.zoo import ZooError, load_zoo, locate
@@ -80,21 +88,33 @@ def pull(name: str, dest: Path | None, force: bool) -> None:
                     verify_folder(place.path, entry.kind)
                 except WeightsError:
                     continue  # an incomplete copy: download over it
-                click.echo(f"{name} is already present and verified: {place.path}")
+                _say(quiet, as_json, f"{name} is already present and verified: {place.path}",
+                     {"name": name, "path": str(place.path), "downloaded": False})
                 return
-        click.echo(f"downloading {name} ({entry.size}) from {entry.hub_id}@{entry.revision}; licence: {entry.licence}")
+        if not (quiet or as_json):
+            click.echo(f"downloading {name} ({entry.size}) from {entry.hub_id}@{entry.revision}; licence: {entry.licence}")
         path = pull_model(entry, dest)
     except ZooError as exc:
         fail(str(exc))
         return
-    click.echo(f"{name}: downloaded and verified at {path}")
+    _say(quiet, as_json, f"{name}: downloaded and verified at {path}",
+         {"name": name, "path": str(path), "downloaded": True})
+
+
+def _say(quiet: bool, as_json: bool, line: str, summary: dict) -> None:
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    elif not quiet:
+        click.echo(line)
 
 
 @models.command()
 @click.argument("name_or_path")
 @click.option("--kind", type=click.Choice(["stable-diffusion", "zero123", "mvdream"]), default=None,
               help="Model kind of a folder (default: from the zoo entry, else from the folder's layout).")
-def verify(name_or_path: str, kind: str | None) -> None:
+@_QUIET
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(name_or_path: str, kind: str | None, quiet: bool, as_json: bool) -> None:
     """Check a model (zoo NAME or folder PATH): files present, safetensors only, shapes match."""
     from recon.priors.weights import WeightsError, verify_folder
     from recon.priors.zoo import ZooError, resolve
@@ -105,6 +125,14 @@ def verify(name_or_path: str, kind: str | None) -> None:
         report = verify_folder(resolved.path, chosen)  # type: ignore[arg-type]
     except (ZooError, WeightsError) as exc:
         fail(str(exc))
+        return
+    if as_json:
+        click.echo(json.dumps({"path": str(report.root), "kind": report.kind, "bytes": report.total_bytes, "ok": True,
+                               "components": [{"name": c.name, "files": [str(f) for f in c.files],
+                                               "variant": c.variant, "tensors": c.tensors, "dtypes": list(c.dtypes)}
+                                              for c in report.components]}, indent=2))
+        return
+    if quiet:
         return
     click.echo(f"{report.root}: {report.kind}, {_human(report.total_bytes)} of weights")
     for comp in report.components:

@@ -19,12 +19,14 @@ def _segment_overrides(segmenter, segmenter_model) -> list[str]:
 
 
 def _config(config_file, overrides, prior, hypotheses, seed, device, method):
-    from recon.config import ConfigError
+    from recon.config import ConfigError, check_limits
     from recon.pipeline.recipes import image_config
 
     extra = list(overrides) + ([f"distill.method={method}"] if method else [])
     try:
-        return image_config(config_file, extra, prior, hypotheses=hypotheses, seed=seed, device=device)
+        config = image_config(config_file, extra, prior, hypotheses=hypotheses, seed=seed, device=device)
+        check_limits(config)
+        return config
     except ConfigError as exc:
         fail(str(exc), 2)
 
@@ -63,49 +65,50 @@ def common(fn):
               help="Output folder (default out/<image name>).")
 @click.option("--from", "from_json", type=click.Path(path_type=Path), default=None,
               help="Reproduce the run a run.json describes (same input, config and seeds).")
+@click.option("--force", is_flag=True,
+              help="With --from: reconstruct the input even if its sha256 differs from the recorded one.")
 @common
-def run(image, out_dir, from_json, hypotheses, seed, config_file, overrides, device, prior, method, segmenter,
+def run(image, out_dir, from_json, force, hypotheses, seed, config_file, overrides, device, prior, method, segmenter,
         segmenter_model, quiet, as_json):
     """Reconstruct IMAGE into K textured meshes (GLB, OBJ+MTL+PNG, PLY), turntables, a contact sheet,
     index.html and run.json. Running the same command again resumes an interrupted run."""
-    from recon.config import ConfigError, from_dict
+    from recon.config import ConfigError
     from recon.io.errors import FileProblem
     from recon.io.report import read_run_json
     from recon.pipeline.image_to_3d import ImageTo3DConfig, RunConflict, reconstruct
 
     if from_json is not None:
+        from recon.pipeline.from_record import check_input_hash, recorded_config, recorded_input
+
+        extra = _flag_overrides([*overrides, *_segment_overrides(segmenter, segmenter_model)], hypotheses, seed,
+                                device, method)
         try:
             record = read_run_json(from_json)
-            config = from_dict(ImageTo3DConfig, record.config)
+            recorded_image, sha = recorded_input(from_json, record.input)
+            config = recorded_config(from_json, ImageTo3DConfig, record.config, extra)
+            image = image or recorded_image
+            check_input_hash(from_json, Path(image), sha, force)
         except FileProblem as exc:
             fail(str(exc))
         except ConfigError as exc:
-            fail(f"{from_json}: its config does not fit this recon version ({exc})")
-        image = image or Path(record.input.get("path", ""))
-        config = _merge_flags(config, [*overrides, *_segment_overrides(segmenter, segmenter_model)], hypotheses, seed, device, method)
+            fail(str(exc), 2)
     else:
         if image is None:
             fail("give an IMAGE to reconstruct, or --from run.json", 2)
         config = _config(config_file, [*overrides, *_segment_overrides(segmenter, segmenter_model)], prior, hypotheses, seed, device, method)
     out_dir = out_dir or Path("out") / Path(image).stem
     run_and_report(lambda progress: reconstruct(image, config, out_dir, progress), out_dir, quiet, as_json,
-                   (FileProblem, RunConflict, ValueError, RuntimeError))
+                   (FileProblem, RunConflict, ValueError, RuntimeError, OSError))
 
 
-def _merge_flags(config, overrides, hypotheses, seed, device, method):
-    """A run.json's config with command-line changes applied on top."""
-    from recon.config import ConfigError, from_dict, merge_overrides, to_dict
-    from recon.pipeline.image_to_3d import ImageTo3DConfig
-
+def _flag_overrides(overrides, hypotheses, seed, device, method) -> list[str]:
+    """Command-line changes to a run.json's config, as ``key=value`` overrides."""
     extra = list(overrides)
     extra += [f"hypotheses={hypotheses}"] if hypotheses else []
     extra += [f"seed={seed}"] if seed is not None else []
     extra += [f"device={device}"] if device else []
     extra += [f"distill.method={method}"] if method else []
-    try:
-        return from_dict(ImageTo3DConfig, merge_overrides(to_dict(config), extra))
-    except ConfigError as exc:
-        fail(str(exc), 2)
+    return extra
 
 
 @click.command("batch")

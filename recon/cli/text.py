@@ -40,7 +40,7 @@ def default_out(prompt: str) -> Path:
 def text(prompt, prior, hypotheses, seed, config_file, overrides, out_dir, device, method, from_json, quiet, as_json):
     """Make K textured meshes (GLB, OBJ+MTL+PNG, PLY) of PROMPT, with turntables, a contact sheet,
     index.html and run.json. Running the same command again resumes an interrupted run."""
-    from recon.config import ConfigError
+    from recon.config import ConfigError, check_limits
     from recon.io.errors import FileProblem
     from recon.pipeline.run_common import RunConflict
     from recon.pipeline.text_to_3d import text_to_3d
@@ -55,18 +55,18 @@ def text(prompt, prior, hypotheses, seed, config_file, overrides, out_dir, devic
             from recon.pipeline.recipes import text_config
 
             config = text_config(config_file, extra, prior, hypotheses=hypotheses, seed=seed, device=device)
+            check_limits(config)
     except ConfigError as exc:
         fail(str(exc), 2)
     except (FileProblem, ValueError, RuntimeError) as exc:  # --prior / run.json problems (zoo, folder)
         fail(first_line(exc))
     out_dir = out_dir or default_out(prompt)
     run_and_report(lambda progress: text_to_3d(prompt, config, out_dir, progress), out_dir, quiet, as_json,
-                   (FileProblem, RunConflict, ValueError, RuntimeError))
+                   (FileProblem, RunConflict, ValueError, RuntimeError, OSError))
 
 
 def _from_run_json(path: Path, prompt, extra, hypotheses, seed, device):
     """The prompt and config a recon text run.json recorded, with command-line changes on top."""
-    from recon.config import ConfigError, from_dict, merge_overrides
     from recon.io.report import read_run_json
     from recon.pipeline.text_to_3d import TextTo3DConfig
 
@@ -78,8 +78,6 @@ def _from_run_json(path: Path, prompt, extra, hypotheses, seed, device):
     extra += [f"hypotheses={hypotheses}"] if hypotheses else []
     extra += [f"seed={seed}"] if seed is not None else []
     extra += [f"device={device}"] if device else []
-    try:
-        config = from_dict(TextTo3DConfig, merge_overrides(record.config, extra))
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: its config does not fit this recon version ({exc})") from exc
-    return prompt or recorded, config
+    from recon.pipeline.from_record import recorded_config
+
+    return prompt or recorded, recorded_config(path, TextTo3DConfig, record.config, extra)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 # The diffusers config keys that change ᾱ; the rest (clip_sample, spacing, ...) are sampler choices.
+MAX_TRAIN_TIMESTEPS = 100_000  # a larger schedule is a damaged or hostile config, not a model
 SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas",
                  "rescale_betas_zero_snr", "prediction_type", "set_alpha_to_one", "timestep_spacing",
                  "steps_offset")
@@ -67,7 +68,10 @@ class NoiseSchedule:
     @classmethod
     def from_config(cls, config: Mapping[str, Any], timestep_spacing: str | None = None) -> NoiseSchedule:
         """From a diffusers scheduler config (a dict, or ``scheduler_config.json``'s content)."""
-        num = int(config.get("num_train_timesteps", 1000))
+        num = config.get("num_train_timesteps", 1000)
+        if isinstance(num, bool) or not isinstance(num, int) or not 2 <= num <= MAX_TRAIN_TIMESTEPS:
+            raise ValueError(f"scheduler config: num_train_timesteps {num!r} is outside 2..{MAX_TRAIN_TIMESTEPS} "
+                             "(diffusion models use 1000); check scheduler/scheduler_config.json")
         if config.get("trained_betas") is not None:
             betas = torch.tensor(config["trained_betas"], dtype=torch.float32)
         else:

@@ -134,12 +134,19 @@ def _font(size: int):
         return ImageFont.load_default()
 
 
+def hypothesis_label(seed: int, index: int) -> str:
+    """A hypothesis's own identity: its random streams (ε*, noise, cameras) are drawn from
+    (run seed, hypothesis index) (:mod:`recon.seeding`), so it is labelled ``#k  seed (s, k)``."""
+    return f"#{int(index)}  seed ({int(seed)}, {int(index)})"
+
+
 def seed_labels(seeds: Sequence[int], indices: Sequence[int] | None = None) -> list[str]:
-    """"#k  seed s" for each hypothesis (``indices`` default 0..K-1)."""
+    """:func:`hypothesis_label` of each hypothesis: ``seeds[i]`` is hypothesis ``indices[i]``'s run seed
+    (``indices`` default 0..K-1)."""
     indices = range(len(seeds)) if indices is None else indices
     if len(indices) != len(seeds):
         raise ValueError(f"need one index per seed, got {len(indices)} indices and {len(seeds)} seeds")
-    return [f"#{k}  seed {s}" for k, s in zip(indices, seeds)]
+    return [hypothesis_label(s, k) for k, s in zip(indices, seeds)]
 
 
 def write_png(path: str | Path, image: np.ndarray) -> Path:
@@ -152,7 +159,8 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
 def write_contact_sheet(path: str | Path, views: Sequence[np.ndarray | Sequence[np.ndarray]], seeds: Sequence[int],
                         columns: int | None = None, indices: Sequence[int] | None = None,
                         view_names: Sequence[str] | None = None) -> Path:
-    """PNG contact sheet of K hypotheses (:func:`views_sheet`), each labelled with its index and seed.
+    """PNG contact sheet of K hypotheses (:func:`views_sheet`), each labelled with its identity
+    ``#k  seed (s, k)`` (:func:`hypothesis_label`).
 
     ``views[k]`` is hypothesis k's render (H, W, 3|4), or its V renders — for a run, the
     :data:`SHEET_VIEWS` pair, named by ``view_names``. ``indices`` are the hypotheses' indices (default
@@ -230,7 +238,7 @@ def index_html(title: str, hypotheses: Sequence[HypothesisEntry], contact_sheet_
                      'alt="contact sheet of all hypotheses">')
     parts.append("<h2>Hypotheses</h2>")
     for h in hypotheses:
-        parts.append(f"<figure><figcaption>#{h.index} &middot; seed {h.seed}</figcaption>")
+        parts.append(f"<figure><figcaption>{html.escape(hypothesis_label(h.seed, h.index))}</figcaption>")
         if h.turntable:
             parts.append(f'<img src="{_relative(h.turntable)}" alt="turntable of hypothesis {h.index}" '
                          'width="256">')
@@ -336,7 +344,21 @@ def device_info(device: Any = "cpu") -> dict[str, Any]:
 
 
 def run_record_dict(record: RunRecord) -> dict[str, Any]:
+    """The manifest as plain data; every hypothesis entry of ``outputs`` (``hypotheses``,
+    ``empty_hypotheses``) that has an ``index`` gains its identity: ``"id": [seed, index]`` and
+    ``"label"`` (:func:`hypothesis_label`), the seed being the entry's own or the run's."""
     data = asdict(record)
+    run_seed = data.get("config", {}).get("seed") if isinstance(data.get("config"), dict) else None
+    for key in ("hypotheses", "empty_hypotheses"):
+        entries = data.get("outputs", {}).get(key)
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict) or "index" not in entry:
+                continue
+            seed = entry.get("seed", run_seed)
+            if seed is None:
+                continue
+            entry.setdefault("id", [int(seed), int(entry["index"])])
+            entry.setdefault("label", hypothesis_label(seed, entry["index"]))
     return {"schema": data.pop("schema"), **data}
 
 
@@ -385,6 +407,7 @@ def new_run_record(command: str, config: Any, seeds: Sequence[int], input_path: 
 
 __all__ = [
     "RUN_SCHEMA", "SHEET_VIEWS", "HypothesisEntry", "RunRecord", "StageRecord", "contact_sheet", "device_info",
+    "hypothesis_label",
     "index_html", "input_record", "new_run_record", "package_versions", "read_run_json", "seed_labels", "views_sheet",
     "write_contact_sheet", "write_index_html", "write_png", "write_run_json", "write_turntable",
 ]

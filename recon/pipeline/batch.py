@@ -44,6 +44,23 @@ def list_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def output_names(images: list[Path]) -> dict[Path, str]:
+    """Each image's output folder name: its stem (``crate``), or stem and extension (``crate.webp`` ->
+    ``crate-webp``) when another image of the folder has the same stem, so no two inputs share one."""
+    stems: dict[str, int] = {}
+    for image in images:
+        stems[image.stem.lower()] = stems.get(image.stem.lower(), 0) + 1
+    names: dict[Path, str] = {}
+    for image in images:
+        unique = stems[image.stem.lower()] == 1
+        names[image] = image.stem if unique else f"{image.stem}-{image.suffix.lstrip('.').lower()}"
+    taken = [n.lower() for n in names.values()]
+    for image, name in names.items():  # crate-png.jpg beside crate.png and crate.webp: keep the full name
+        if taken.count(name.lower()) > 1:
+            names[image] = image.name
+    return names
+
+
 def is_finished(out_dir: Path, config: ImageTo3DConfig, image: Path) -> bool:
     """True when ``out_dir/run.json`` records this image and config as complete."""
     try:
@@ -65,11 +82,12 @@ def reconstruct_batch(
 ) -> BatchSummary:
     """Reconstruct each image into ``out_root/<image stem>``; never stops at a bad image."""
     images = list_images(folder)
+    names = output_names(images)  # over the whole folder, so every shard gives an image the same name
     index, count = shard
     images = images[index::count]
     summary = BatchSummary()
     for image in images:
-        item = process_image(image, config, Path(out_root) / image.stem, progress)
+        item = process_image(image, config, Path(out_root) / names[image], progress)
         summary.items.append(item)
         if on_item is not None:
             on_item(item)
@@ -84,5 +102,5 @@ def process_image(image: Path, config: ImageTo3DConfig, out_dir: Path,
     try:
         result = reconstruct(image, config, out_dir, progress, command="recon batch")
         return BatchItem(image, out_dir, "done", result.seconds)
-    except (FileProblem, RunConflict, ValueError, RuntimeError) as exc:
+    except (FileProblem, RunConflict, ValueError, RuntimeError, OSError) as exc:
         return BatchItem(image, out_dir, "failed", error=str(exc).splitlines()[0] if str(exc) else repr(exc))

@@ -44,3 +44,33 @@ def load_checkpoint(path: str | Path, stage: str, map_location: str | torch.devi
     if payload.get("stage") != stage:
         raise CheckpointError(f"{path}: a checkpoint of stage {payload.get('stage')!r}, expected {stage!r}")
     return payload["state"]
+
+
+# The keys a run's checkpoint state must hold, by the last part of its stage tag.
+REQUIRED_KEYS = {"stage1": ("stage", "guidance"), "stage2": ("stages",)}
+
+
+def check_checkpoint(path: str | Path, stage: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """:func:`load_checkpoint`, plus the keys a run's stage state must hold; CheckpointError naming the
+    file otherwise. Run on every checkpoint of a folder before any stage work, so a damaged one is
+    refused before anything in the folder changes."""
+    state = load_checkpoint(path, stage, map_location)
+    required = REQUIRED_KEYS.get(stage.rsplit("_", 1)[-1], ())
+    if not isinstance(state, dict) or any(key not in state for key in required):
+        missing = [k for k in required if not isinstance(state, dict) or k not in state]
+        raise CheckpointError(f"{path}: a damaged checkpoint (no {', '.join(map(repr, missing))} in it); "
+                              "delete it to start that stage over")
+    return state
+
+
+def restore(path: str | Path, apply, state: dict[str, Any]) -> None:
+    """``apply(state)`` (a ``load_state_dict``), with any failure turned into one CheckpointError line
+    naming ``path``."""
+    try:
+        apply(state)
+    except CheckpointError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: does not fit this run ({type(exc).__name__}: {detail[:160]}); "
+                              "delete it to start that stage over") from exc

@@ -64,9 +64,31 @@ def load_prior_2d(config: Distill2DConfig) -> Prior:
     path = Path(config.prior)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such prior folder; pass --prior gmm or a diffusers pipeline folder")
+    check_safetensors_only(path)
     from recon.priors.diffusers_unet import DiffusersUNetPrior
 
     return DiffusersUNetPrior.from_pretrained(path)
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def check_safetensors_only(root: Path) -> None:
+    """Refuse a diffusers folder whose model weights are not all safetensors: a pickle (``.bin``,
+    ``.ckpt``...) can run code when loaded, and recon loads safetensors only. The scheduler config is
+    checked too (its size is bounded)."""
+    for sub in ("unet", "vae", "text_encoder"):
+        folder = root / sub
+        if not folder.is_dir():
+            continue
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+        safe = [p for p in folder.iterdir() if p.suffix == ".safetensors"]
+        if pickles:
+            raise ValueError(f"{folder / pickles[0]}: pickle weights are never loaded (they can run code); "
+                             "convert them to .safetensors (diffusers: save_pretrained(safe_serialization=True)) "
+                             "and remove the pickle")
+        if not safe:
+            raise ValueError(f"{folder}: no .safetensors weights; give a diffusers folder saved as safetensors")
 
 
 def _init(prior: Prior, how: str) -> torch.Tensor:

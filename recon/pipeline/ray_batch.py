@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from recon.config import from_dict, to_dict
-from recon.pipeline.batch import BatchItem, BatchSummary, list_images, process_image
+from recon.pipeline.batch import BatchItem, BatchSummary, list_images, output_names, process_image
 from recon.pipeline.image_to_3d import ImageTo3DConfig
 
 
@@ -51,6 +51,7 @@ def reconstruct_batch_ray(
     except ImportError as exc:
         raise RuntimeError("Ray is not installed; pip install 'recon[ray]' (or run without --ray)") from exc
     images = list_images(folder)
+    names = output_names(images)
     if gpus_per_image is None:
         gpus_per_image = 1.0 if config.device == "cuda" else 0.0
     started = not ray.is_initialized()
@@ -61,7 +62,7 @@ def reconstruct_batch_ray(
                                          max_retries=max_retries)
         data = to_dict(config)
         threads = max(1, int(cpus_per_image))
-        pending = {task.remote(str(img), data, str(Path(out_root) / img.stem), threads): img for img in images}
+        pending = {task.remote(str(img), data, str(Path(out_root) / names[img]), threads): img for img in images}
         done: dict[Path, BatchItem] = {}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -71,7 +72,7 @@ def reconstruct_batch_ray(
                 r = ray.get(ref)
                 item = BatchItem(Path(r["image"]), Path(r["out_dir"]), r["status"], r["seconds"], r["error"])
             except Exception as exc:  # a task that failed for good (its worker kept dying)
-                item = BatchItem(image, Path(out_root) / image.stem, "failed", error=f"ray: {exc}".splitlines()[0])
+                item = BatchItem(image, Path(out_root) / names[image], "failed", error=f"ray: {exc}".splitlines()[0])
             done[image] = item
             if on_item is not None:
                 on_item(item)

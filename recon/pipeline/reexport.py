@@ -125,7 +125,7 @@ def load_finished_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> tup
                             f"run the same {kind.command} command again to finish it")
     if not (ckpt / "stage2.pt").is_file():
         raise unfinished
-    kept = [int(h["index"]) for h in record.outputs.get("hypotheses", [])]
+    kept = recorded_hypotheses(record, config.hypotheses, run_dir / "run.json")
     stage1 = load_checkpoint(ckpt / "stage1.pt", f"{kind.tag}_stage1")
     stage2 = load_checkpoint(ckpt / "stage2.pt", f"{kind.tag}_stage2")
     backend = select_backend(config.backend, _device(config.device))
@@ -149,6 +149,22 @@ def load_finished_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> tup
         raise CheckpointError(f"{ckpt}: the checkpoints do not fit {run_dir / 'run.json'} "
                               f"({first_line(exc)}); export from an untouched run folder") from exc
     return FinishedRun(config, backend, meshes, color_fns), kind
+
+
+def recorded_hypotheses(record: RunRecord, total: int, path: Path) -> list[int]:
+    """The hypothesis indices run.json's ``outputs.hypotheses`` lists, checked: integers in 0..total-1,
+    each once; InputError naming run.json otherwise (a hand-edited ``index: "../x"`` included)."""
+    entries = record.outputs.get("hypotheses") if isinstance(record.outputs, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise InputError(path, "outputs.hypotheses is missing or not a list", "export from an untouched run folder")
+    kept: list[int] = []
+    for i, entry in enumerate(entries):
+        index = entry.get("index") if isinstance(entry, dict) else None
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < total or index in kept:
+            raise InputError(path, f"outputs.hypotheses[{i}].index is {index!r}, not a new hypothesis number in "
+                             f"0..{total - 1}", "export from an untouched run folder")
+        kept.append(index)
+    return kept
 
 
 def _device(name: str) -> str:

@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from recon.config import to_dict
+from recon.config import check_limits, to_dict
 from recon.diffusion.timesteps import TimestepConfig
 from recon.distill.base import DistillConfig, Hypothesis
 from recon.distill.factory import build_distiller
 from recon.io.atomic import atomic_write_text
 from recon.io.export import ExportConfig, export_mesh
-from recon.io.output_dir import ensure_writable_dir
+from recon.io.output_dir import check_not_foreign, ensure_writable_dir, move_aside_outputs, remove_stale_temps
 from recon.io.report import (
     SHEET_VIEWS,
     HypothesisEntry,
@@ -47,7 +47,7 @@ from recon.io.report import (
     write_run_json,
     write_turntable,
 )
-from recon.pipeline.checkpoint import load_checkpoint, save_checkpoint
+from recon.pipeline.checkpoint import check_checkpoint, restore, save_checkpoint
 from recon.pipeline.determinism import reproducible_kernels
 from recon.pipeline.guidance import DistillGuidance
 from recon.pipeline.interrupt import StopRequest, graceful_interrupt
@@ -193,6 +193,16 @@ def export_hypotheses(indices: list[int], meshes: list[Mesh], color_fns: dict[in
     return results
 
 
+def stage1_stream_seed(seed: int, offset: int) -> int:
+    """The seed of a run's stage-1 streams: the run seed in the high 32 bits, ``stage1.seed`` (an offset,
+    0 by default) in the low ones, so seed 0 keeps its streams and no (seed, offset) pair with offsets
+    below 2³² shares streams with another (``seed * 1000 + offset``, stage 2's rule, would make seed s
+    with the noise floor's offset 1000 replay seed s + 1)."""
+    if not 0 <= offset < 2**32:
+        raise ValueError(f"stage1.seed {offset} is outside 0..2^32-1 (it offsets the run seed's streams)")
+    return (int(seed) << 32) + int(offset)
+
+
 class StagedRun:
     """One run, stage by stage (:func:`execute` runs them all; benchmarks drive them one at a time).
 
@@ -264,8 +274,14 @@ class StagedRun:
                 if existing != self.hash:
                     raise RunConflict(f"{self.out}: holds a different run (other input or settings); "
                                       "choose another --out folder or delete that one")
+        # Before anything in the folder changes: temporary files of a killed write go, and every
+        # checkpoint is read and checked (a damaged one is named and nothing else is touched).
+        remove_stale_temps(self.out, self.ckpt_dir, self.out / "meshes")
+        self.checkpoints = {name: check_checkpoint(self.ckpt_dir / f"{name}.pt", f"{self.checkpoint_tag}_{name}")
+                            for name in ("stage1", "stage2") if (self.ckpt_dir / f"{name}.pt").exists()}
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(state, self.hash)
+        if self._read_hash(state) != self.hash:
+            atomic_write_text(state, self.hash)
 
     @staticmethod
     def _read_hash(path: Path) -> str | None:
@@ -281,12 +297,15 @@ class StagedRun:
         c = self.config
         tag = f"{self.checkpoint_tag}_stage1"
         guidance = self.guidance(c.stage1_timesteps, c.stage1.steps)
-        stage = Stage1(c.stage1, self.known_views(), hypotheses=[h.index for h in self.hyps], guidance=guidance)
+        # The run's seed reaches every stage-1 stream (field init, cameras, rays, backgrounds); stage1.seed
+        # offsets them (the bench's noise-floor partner keeps the seed, so ε*, and moves the streams).
+        cfg = dataclasses.replace(c.stage1, seed=stage1_stream_seed(c.seed, c.stage1.seed))
+        stage = Stage1(cfg, self.known_views(), hypotheses=[h.index for h in self.hyps], guidance=guidance)
         path = self.ckpt_dir / "stage1.pt"
         if path.exists():
-            state = load_checkpoint(path, tag)
-            stage.load_state_dict(state["stage"])
-            guidance.load_state_dict(state["guidance"])
+            state = getattr(self, "checkpoints", {}).get("stage1") or check_checkpoint(path, tag)
+            restore(path, lambda s: (stage.load_state_dict(s["stage"]), guidance.load_state_dict(s["guidance"])),
+                    state)
             self.resumed = True
 
         def save() -> None:
@@ -340,7 +359,8 @@ class StagedRun:
         batch = Stage2Batch(stages, guidance)
         path = self.ckpt_dir / "stage2.pt"
         if path.exists():
-            batch.load_state_dict(load_checkpoint(path, tag))
+            restore(path, batch.load_state_dict, getattr(self, "checkpoints", {}).get("stage2") or
+                    check_checkpoint(path, tag))
             self.resumed = True
         total = c.stage2.steps
         while batch.step < total:
@@ -397,6 +417,13 @@ def execute(run: StagedRun, out: Path, command: str) -> Reconstruction:
     """
     start = time.perf_counter()
     created = not out.exists()
+    # Refusals before any work: out-of-range settings, a peak beyond the memory there is, a folder of
+    # files recon did not write (recon.pipeline.memory_estimate, recon.io.output_dir).
+    from recon.pipeline.memory_estimate import check_memory
+
+    check_limits(run.config)
+    check_memory(run.config, run.device)
+    check_not_foreign(out)
     run.prepare()  # type: ignore[attr-defined]
     ensure_writable_dir(out)
     try:
@@ -407,6 +434,8 @@ def execute(run: StagedRun, out: Path, command: str) -> Reconstruction:
                 stage1 = run.stage1(stop)
             with record.stage("stage2_dmtet", run.prior):
                 meshes = run.stage2(stage1, stop)
+        if (out / "run.json").exists():  # a finished run is written again: keep its outputs
+            move_aside_outputs(out)
         with record.stage("export"):
             results = run.export(meshes)
         with record.stage("report"):

@@ -109,7 +109,9 @@ class Stage1Config:
 
     Attributes:
         steps: optimisation steps.
-        seed: run seed; hypothesis k's streams are ``(seed, k, purpose)``.
+        seed: stream seed; hypothesis k's streams are ``(seed, k, purpose)``. In a run (``recon run`` /
+            ``text``) this is an offset: the streams use ``stage1_stream_seed(run seed, stage1.seed)``
+            (:mod:`recon.pipeline.run_common`), so ``--seed`` reaches them.
         lr: Adam learning rate of the fields (and the learned background).
         adam_eps: Adam's ε; tiny (instant-ngp's choice for grids) so that steps do not depend on
             the overall scale of the losses.

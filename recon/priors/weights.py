@@ -1,9 +1,9 @@
 """Check a weight folder before loading it: files present, safetensors only, shapes match the architecture.
 
 A weight folder is a diffusers pipeline folder (``unet/``, ``vae/``, ``scheduler/`` ... each with its
-``config.json``). Verification never loads tensor data: it reads each safetensors header (a JSON
-table of names, dtypes, shapes and byte ranges), checks that the byte ranges exactly cover the file
-(so a truncated download is caught), builds the architecture named by the config on PyTorch's meta
+``config.json``). Verification never loads tensor data: it reads each safetensors header with
+safetensors' own ``safe_open`` (names, dtypes, shapes; it checks that the byte ranges exactly cover the
+file, so a truncated download is caught), builds the architecture named by the config on PyTorch's meta
 device and compares every parameter name and shape. Pickle checkpoints (``.bin``, ``.ckpt``, ``.pt``)
 are refused: unpickling runs arbitrary code.
 
@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from safetensors import SafetensorError, safe_open
 
 ModelKind = Literal["stable-diffusion", "zero123", "mvdream"]
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
                 "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
-_MAX_HEADER = 100 * 2**20
 # Zero-1-to-3 conversions name the pose projection folder one of these (file keys differ).
 PROJECTION_FOLDERS = {"clip_camera_projection": "proj", "cc_projection": "projection"}
 
@@ -79,7 +79,12 @@ def _refuse_pickle(path: Path) -> WeightsError:
 
 
 def read_safetensors_header(path: str | Path) -> dict[str, TensorInfo]:
-    """Tensor names -> dtype and shape, after checking the file is a complete safetensors file."""
+    """Tensor names -> dtype and shape, after checking the file is a complete safetensors file.
+
+    safetensors' own ``safe_open`` parses the header and checks that the tensors' byte ranges exactly
+    cover the file (a truncated download fails there); before it, the first bytes are looked at only to
+    name a Git LFS pointer or a pickle for what it is.
+    """
     path = Path(path)
     if path.suffix in PICKLE_SUFFIXES:
         raise _refuse_pickle(path)
@@ -87,43 +92,44 @@ def read_safetensors_header(path: str | Path) -> dict[str, TensorInfo]:
         size = path.stat().st_size
         with path.open("rb") as f:
             head = f.read(9)
-            if head.startswith(b"version "):
-                raise WeightsError(path, "is a Git LFS pointer, not the weights", "fetch the real file (git lfs pull)")
-            # A safetensors file is an 8-byte header length, then a JSON header; torch.save writes a zip
-            # ("PK\x03\x04"), older pickles start with the protocol opcode 0x80.
-            if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[8:9] != b"{"):
-                raise _refuse_pickle(path)
-            if len(head) < 9:
-                raise WeightsError(path, f"only {size} bytes: not a safetensors file (truncated?)", "download it again")
-            n = int.from_bytes(head[:8], "little")
-            if n <= 0 or n > min(_MAX_HEADER, size - 8):
-                raise WeightsError(path, "not a safetensors file (bad header length) or truncated", "download it again")
-            f.seek(8)
-            header = json.loads(f.read(n))
     except OSError as exc:
         raise WeightsError(path, f"cannot be read ({exc.strerror or exc})") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WeightsError(path, "not a safetensors file (header is not JSON)", "download it again") from exc
-    if not isinstance(header, dict):
-        raise WeightsError(path, "not a safetensors file (header is not a JSON object)", "download it again")
-    tensors: dict[str, TensorInfo] = {}
-    end = 0
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype, shape, (begin, stop) = entry["dtype"], tuple(int(s) for s in entry["shape"]), entry["data_offsets"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise WeightsError(path, f"malformed header entry for {name!r}", "download it again") from exc
-        want = math.prod(shape) * _DTYPE_BYTES.get(dtype, 0)
-        if dtype not in _DTYPE_BYTES or stop - begin != want:
-            raise WeightsError(path, f"tensor {name} has inconsistent size in the header", "download it again")
-        tensors[name] = TensorInfo(dtype, shape)
-        end = max(end, stop)
-    if 8 + n + end != size:
-        raise WeightsError(path, f"is {size} bytes but its header describes {8 + n + end}: truncated or corrupt",
-                           "download it again")
+    if head.startswith(b"version "):
+        raise WeightsError(path, "is a Git LFS pointer, not the weights", "fetch the real file (git lfs pull)")
+    # A safetensors file is an 8-byte header length, then a JSON header; torch.save writes a zip
+    # ("PK\x03\x04"), older pickles start with the protocol opcode 0x80.
+    if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[8:9] != b"{"):
+        raise _refuse_pickle(path)
+    if len(head) < 9:
+        raise WeightsError(path, f"only {size} bytes: not a safetensors file (truncated?)", "download it again")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tensors: dict[str, TensorInfo] = {}
+            for name in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+                part = f.get_slice(name)
+                tensors[name] = TensorInfo(part.get_dtype(), tuple(int(s) for s in part.get_shape()))
+    except OSError as exc:
+        raise WeightsError(path, f"cannot be read ({exc.strerror or exc})") from exc
+    except SafetensorError as exc:
+        raise WeightsError(path, _header_problem(str(exc), size), "download it again") from exc
+    for name, info in tensors.items():
+        if info.dtype not in _DTYPE_BYTES:
+            raise WeightsError(path, f"tensor {name} has dtype {info.dtype}, which recon does not load",
+                               "download it again")
     return tensors
+
+
+def _header_problem(message: str, size: int) -> str:
+    """safetensors' header error, in the words recon's messages use."""
+    if "not fully covered" in message:
+        return f"is {size} bytes but its header describes another size: truncated or corrupt"
+    if "header too small" in message or "header too large" in message:
+        return "not a safetensors file (bad header length) or truncated"
+    if "JSON" in message:
+        return "not a safetensors file (header is not JSON)"
+    if "invalid shape, data type, or offset" in message:
+        return "a tensor has inconsistent size in the header"
+    return f"not a safetensors file or corrupt ({message})"
 
 
 def _stem_candidates(stem: str) -> list[tuple[str, str | None]]:

@@ -1,9 +1,36 @@
-"""The trajectory cache: lazily extended, computed once per (hypothesis, condition key), equal to DDIM."""
+"""The trajectory cache: lazily extended, computed once per (hypothesis, condition key), equal to DDIM.
+
+The DDIM oracle is diffusers' ``DDIMScheduler`` stepping the same noise predictions — not recon's own
+``ddim_sample``, which shares ``ddim_step`` with the cache and would agree with it however that step
+were broken.
+"""
 
 import torch
+from diffusers import DDIMScheduler
 
-from recon.diffusion import DDIMGrid, TrajectoryCache, ddim_sample
+from recon.diffusion import DDIMGrid, TrajectoryCache
 from recon.priors import Condition, GaussianMixturePrior
+
+EPS64 = torch.finfo(torch.float64).eps
+
+
+def diffusers_ddim(prior, eps_star, cond, steps, scale):
+    """(ε, x0) at each grid point of DDIM sampling from ε*, stepped by diffusers' scheduler (eta 0) on
+    the prior's noise predictions. The prior's schedule is Stable Diffusion's scaled-linear one, trailing;
+    the scheduler's float32 tables are promoted to float64 (same values) so the comparison is float64's."""
+    sched = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                          timestep_spacing="trailing", clip_sample=False)
+    sched.set_timesteps(steps)
+    sched.alphas_cumprod = sched.alphas_cumprod.to(torch.float64)
+    sched.final_alpha_cumprod = sched.final_alpha_cumprod.to(torch.float64)
+    x, epss, x0s = eps_star, [], []
+    for t in sched.timesteps:
+        eps = prior.predict_noise(x, int(t), cond, scale)
+        out = sched.step(eps, t, x)
+        epss.append(eps)
+        x0s.append(out.pred_original_sample)
+        x = out.prev_sample
+    return epss, x0s
 
 
 def test_cached_trajectory_equals_ddim_and_is_computed_once():
@@ -16,8 +43,15 @@ def test_cached_trajectory_equals_ddim_and_is_computed_once():
     x0 = cache.x0_at([9, 9], eps, ["a", "b"], cond)
     c1 = prior.counter.snapshot()
     assert c1[0] - c0[0] == 10 and c1[1] - c0[1] == 20  # 10 levels, both rows batched per level
-    _, ref = ddim_sample(prior, eps, cond, grid)
-    assert torch.allclose(x0, ref[9], atol=1e-12)
+    epss, x0s = diffusers_ddim(prior, eps, cond, 10, 1.0)
+    # float64 rounding of a few operations per step on values of size max|x0| (1/√ᾱ at t = T amplifies
+    # ε's rounding into x0), added over 10 steps; measured ~1e-14. A wrong ᾱ or a missing sqrt is ≥ 1e-4.
+    bound = 16 * EPS64 * 10 * max(1.0, max(float(v.abs().max()) for v in x0s))
+    assert float((x0 - x0s[9]).abs().max()) < bound
+    for level in range(10):  # every level: the noise prediction (a function of the sample there) and x0
+        rows = [level, level]
+        assert float((cache.eps_at(rows, eps, ["a", "b"], cond) - epss[level]).abs().max()) < bound, level
+        assert float((cache.x0_at(rows, eps, ["a", "b"], cond) - x0s[level]).abs().max()) < bound, level
     c_before = prior.counter.snapshot()
     cache.eps_at([3, 7], eps, ["a", "b"], cond)
     assert prior.counter.snapshot() == c_before  # nothing recomputed

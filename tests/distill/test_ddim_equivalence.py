@@ -15,6 +15,17 @@ from recon.distill import DistillConfig, Hypothesis, build_distiller, optimize_i
 from recon.priors.diffusers_unet import DiffusersUNetPrior
 from tests.tiny_unet import tiny_unet
 
+EPS64 = torch.finfo(torch.float64).eps
+
+
+def float64_bound(oracle, steps: int, scale: float) -> float:
+    """What float64 promises for N DDIM steps: each step rounds a handful of operations on values of size
+    max|x0| (x0 = (x − √(1−ᾱ) ε)/√ᾱ carries ε's rounding, amplified by 1/√ᾱ, into its own magnitude), CFG
+    multiplies the network's rounding by up to 1 + s, and the errors add over the N steps; 16 is the
+    handful. Measured (2026-12): ≤ 5.5e-14, bound ~1e-12; a float32 round trip anywhere is ~1e-7."""
+    size = max(1.0, max(float(o.abs().max()) for o in oracle))
+    return 16 * EPS64 * steps * (1 + scale) * size
+
 
 def diffusers_x0_sequence(unet, scheduler, eps_star, context, negative, scale):
     """DDIM sampling written against diffusers' scheduler only (the oracle).
@@ -67,9 +78,11 @@ def test_dsd_iterates_equal_diffusers_ddim_x0_predictions(spacing, method, scale
     assert len(ours) == len(oracle) == steps
     diffs = [float((a - b).abs().max()) for a, b in zip(ours, oracle)]
     print(f"{method} {spacing} s={scale}: max |x_pi - x0_ddim| per step", [f"{d:.1e}" for d in diffs])
-    assert max(diffs) < 1e-5
+    bound = float64_bound(oracle, steps, scale)
+    print(f"  bound {bound:.1e}")
+    assert max(diffs) < bound
     # The last optimisation step is past t = 0 (σ = 0): it must leave x_π at DDIM's final x0 prediction.
-    assert float((result.images - oracle[-1]).abs().max()) < 1e-5
+    assert float((result.images - oracle[-1]).abs().max()) < bound
     # And the test is not vacuous: x_π really moves along the way.
     assert float((oracle[-1] - oracle[0]).abs().max()) > 1e-2
 
@@ -86,4 +99,4 @@ def test_recon_ddim_sampler_matches_diffusers():
     eps_star = torch.randn(2, 4, 8, 8, dtype=torch.float64)
     _, ours = ddim_sample(prior, eps_star, prior.condition(embeddings=context, batch=2), DDIMGrid.make(prior.schedule, 10), 2.0)
     oracle = diffusers_x0_sequence(unet, scheduler, eps_star, context.expand(2, -1, -1), torch.zeros(2, 5, 16, dtype=torch.float64), 2.0)
-    assert max(float((a - b).abs().max()) for a, b in zip(ours, oracle)) < 1e-10
+    assert max(float((a - b).abs().max()) for a, b in zip(ours, oracle)) < float64_bound(oracle, 10, 2.0)

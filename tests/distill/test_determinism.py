@@ -51,3 +51,27 @@ def test_streams_are_independent_of_purpose_and_batch():
     ga = distiller.grad(x, 0, prior.condition(), state_a).grad
     gb = distiller.grad(x.repeat(2, 1, 1, 1), 0, prior.condition(batch=2), state_b).grad
     assert torch.equal(ga[0], gb[1])
+
+
+def test_eps_star_is_drawn_from_its_own_stream():
+    """ε*_k of seed s is the first float64 normals of a torch generator seeded as ``recon.seeding`` documents
+    it — NumPy's SeedSequence([s mod 2³², s >> 32, k, the first 4 bytes of sha256("eps_star") read
+    little-endian]), one uint64 state shifted right by 1 — written out here from that description; no other
+    purpose's stream of the same hypothesis (per-step noise, timesteps, cameras, init) gives it; and the
+    distiller's ε* of hypothesis (s, k) is it."""
+    import hashlib
+
+    import numpy as np
+
+    seed, k, shape = 7, 2, (4, 8, 8)
+    tag = int.from_bytes(hashlib.sha256(b"eps_star").digest()[:4], "little")
+    word = np.random.SeedSequence([seed & 0xFFFFFFFF, seed >> 32, k, tag]).generate_state(1, dtype=np.uint64)[0]
+    want = torch.randn(shape, generator=torch.Generator().manual_seed(int(word) >> 1), dtype=torch.float64)
+    assert torch.equal(seeding.eps_star(seed, k, shape, torch.float64), want)
+    for purpose in (seeding.NOISE, seeding.TIMESTEPS, seeding.CAMERAS, seeding.INIT):
+        other = torch.randn(shape, generator=seeding.generator(seed, k, purpose), dtype=torch.float64)
+        assert abs(float(torch.corrcoef(torch.stack([want.flatten(), other.flatten()]))[0, 1])) < 0.2, purpose
+    prior = GaussianMixturePrior.pictures(4, 8)
+    state = build_distiller(prior, recipe_2d("dsd", 10).distill).init_state([Hypothesis(seed, 0), Hypothesis(seed, k)])
+    assert torch.equal(state.eps_star[1, 0], seeding.eps_star(seed, k, prior.sample_shape, prior.dtype))
+    assert not torch.equal(state.eps_star[0, 0], state.eps_star[1, 0])

@@ -83,6 +83,17 @@ def test_dsd_fixed_point_closed_form():
         g_mu = distiller.grad(mu.unsqueeze(0), 0, cond, state).grad
         print(f"std {std}: |grad(x*)| {float(g_star.abs().max()):.2e}  |grad(μ)| {float(g_mu.abs().max()):.2e}")
         assert float(g_star.abs().max()) < 1e-12  # x* is the fixed point
+        # ... and an attracting one, by the closed form's own sign: grad(x* + d) = w_t [c_t √ᾱ_t − c₊ √ᾱ₊] d
+        # with a positive bracket (t < t₊), so a descent step moves x back towards x*. A flipped DSD
+        # gradient has the same zero and fails here.
+        ct, a = c(prior, t, std)
+        cp, ap = c(prior, tp, std)
+        slope = (1 - a) * (ct * a.sqrt() - cp * ap.sqrt())
+        assert float(slope) > 0
+        d = torch.linspace(-0.2, 0.3, mu.numel(), dtype=torch.float64).reshape(mu.shape)
+        g_d = distiller.grad((x_star + d).unsqueeze(0), 0, cond, state).grad[0]
+        # float64: a few roundings of values of size |slope · d| (the network is closed form)
+        assert float((g_d - slope * d).abs().max()) < 1e-12 * max(1.0, float((slope * d).abs().max()))
         if std == 0.0:
             assert float((x_star - mu).abs().max()) < 1e-12  # point mass: the fixed point is μ for any ε*
         else:

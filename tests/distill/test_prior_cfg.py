@@ -6,6 +6,7 @@ import torch
 from recon.diffusion import NoiseSchedule
 from recon.priors import GaussianMixturePrior
 from recon.priors.diffusers_unet import DiffusersUNetPrior
+from tests.precision import cfg_bound, network_bound
 from tests.tiny_unet import tiny_unet
 
 
@@ -38,12 +39,15 @@ def test_unet_prior_s1_is_one_row_and_batched_branches_equal_separate_calls():
     with torch.no_grad():
         e_c = unet(x, 300, encoder_hidden_states=emb.expand(2, -1, -1)).sample
         e_u = unet(x, 300, encoder_hidden_states=torch.zeros(2, 5, 16)).sample
-    assert torch.allclose(e1, e_c, atol=1e-5)
+    # float32 bounds from tests/precision.py: another batch shape may round the network differently.
+    assert (e1 - e_c).abs().max() < network_bound(e_c)
     e = prior.predict_noise(x, 300, cond, 7.5)
-    assert torch.allclose(e, e_u + 7.5 * (e_c - e_u), atol=1e-5)
+    assert (e - (e_u + 7.5 * (e_c - e_u))).abs().max() < cfg_bound(e_c, e_u, 7.5)
+    assert (e_c - e_u).abs().max() > 5 * cfg_bound(e_c, e_u, 7.5)  # a wrong CFG form would show
     # per-row scales: row 0 guided, row 1 conditional only — still one call, 3 rows
     c2 = prior.counter.snapshot()
     e_mix = prior.predict_noise(x, 300, cond, torch.tensor([7.5, 1.0]))
     c3 = prior.counter.snapshot()
     assert (c3[0] - c2[0], c3[1] - c2[1]) == (1, 3)
-    assert torch.allclose(e_mix[0], e[0], atol=1e-5) and torch.allclose(e_mix[1], e_c[1], atol=1e-5)
+    assert (e_mix[0] - e[0]).abs().max() < 2 * cfg_bound(e_c, e_u, 7.5)  # both sides carry a CFG error
+    assert (e_mix[1] - e_c[1]).abs().max() < network_bound(e_c)

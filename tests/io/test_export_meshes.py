@@ -130,7 +130,9 @@ def test_ply_vertex_colours_match_the_field(exported):
     p = trimesh.load(out / "h0.ply", process=False)
     assert p.is_watertight and len(p.faces) <= 3000
     got = p.visual.vertex_colors[:, :3] / 255
-    want = colour_np(result.normalization.to_original(p.vertices))
+    # The PLY is +Z up (export.up auto): back to the +Y-up frame, (x, y, z) -> (x, z, -y).
+    yup = np.stack([p.vertices[:, 0], p.vertices[:, 2], -p.vertices[:, 1]], axis=1)
+    want = colour_np(result.normalization.to_original(yup))
     assert np.abs(got - want).max() <= 0.5 / 255 + 1e-5  # uint8 rounding (of float32 colours) only
 
 

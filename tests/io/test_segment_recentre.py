@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,12 @@ def test_alpha_rules():
     assert alpha_is_informative(half)
 
 
+# Looked up, not imported: rembg's first import compiles numba kernels (~35 s).
+SEGMENT_EXTRA = all(importlib.util.find_spec(m) is not None for m in ("rembg", "onnxruntime"))
+
+
+@pytest.mark.skipif(not SEGMENT_EXTRA, reason='needs the optional "segment" extra (rembg, onnxruntime): without it '
+                    "the error is the not-installed one (test_photo_without_alpha_when_rembg_is_not_installed)")
 def test_opaque_photo_without_model_says_how_to_get_one(tmp_path, monkeypatch):
     """The real lookup (no mock): an empty REMBG_HOME, an RGB photo -> one line naming the image, the file
     to download and where to put it, and the RGBA alternative."""

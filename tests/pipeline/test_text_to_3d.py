@@ -161,7 +161,8 @@ def test_an_empty_field_gets_no_mesh_and_the_others_are_exported(models, tmp_pat
     assert [h.index for h in result.hypotheses] == [0]
     record = check_outputs(out, [0])
     assert not list((out / "meshes").glob("hypothesis_1.*")) and not (out / "turntable_1.gif").exists()
-    assert record["outputs"]["empty_hypotheses"] == [{"index": 1, "reason": "the stage-1 field holds no surface"}]
+    assert record["outputs"]["empty_hypotheses"] == [{"index": 1, "reason": "the stage-1 field holds no surface",
+                                                      "id": [0, 1], "label": "#1  seed (0, 1)"}]
     assert "without a surface" in (out / "index.html").read_text()
 
 

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from recon.priors.base import Condition
+from tests.precision import cfg_bound, network_bound
 
 
 def _conditions(name, prior, image):
@@ -43,7 +44,8 @@ def test_guidance_one_is_a_single_conditional_call(prior_and_cond):
     eps = prior.predict_noise(x, t, cond, 1.0)
     assert prior.counter.snapshot() == (calls + 1, evals + 4)
     direct = prior._model_eps(x, t, cond, torch.zeros(4, dtype=torch.bool))
-    torch.testing.assert_close(eps, direct.to(eps.dtype), atol=1e-6, rtol=0)
+    # Same rows, same batch shape: the same kernels, so equal to float32's rounding of the output.
+    assert (eps - direct.to(eps.dtype)).abs().max() <= network_bound(direct)
 
 
 def test_batched_cfg_equals_two_separate_calls(prior_and_cond):
@@ -57,8 +59,12 @@ def test_batched_cfg_equals_two_separate_calls(prior_and_cond):
     eps_c = prior._model_eps(x, t, cond, torch.zeros(4, dtype=torch.bool))
     eps_u = prior._model_eps(x, t, cond, torch.ones(4, dtype=torch.bool))
     expected = eps_u + s * (eps_c - eps_u)
-    assert (eps - expected).abs().max() < 1e-5
-    assert (eps_c - eps_u).abs().max() > 1e-4  # the branches really differ
+    # 8 rows against 4 + 4: float32 may round each branch differently (tests/precision.py), and CFG 7.5
+    # amplifies that; measured up to 1.24e-5 on an AVX-512 CPU, bound ~2e-3.
+    bound = cfg_bound(eps_c, eps_u, s)
+    assert (eps - expected).abs().max() < bound
+    # Not vacuous: the other CFG form (ε_c + s(ε_c − ε_u)) or a lost branch moves ε by ≥ |ε_c − ε_u|.
+    assert (eps_c - eps_u).abs().max() > 5 * bound
 
 
 def test_zero123_loads_both_projection_layouts(zero123_folder, zero123_cc_folder):

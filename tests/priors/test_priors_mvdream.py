@@ -9,6 +9,7 @@ import torch
 
 from recon.priors.mvdream import mvdream_camera, orbit_views
 from recon.priors.mvdream_unet import MultiViewUNet, MultiViewUNetConfig, ldm_state_dict
+from tests.precision import network_bound
 
 
 def _inputs(prior, samples=2, seed=9):
@@ -53,7 +54,7 @@ def test_cfg_keeps_samples_whole_and_rejects_split_samples(mvdream_prior):
     s = torch.tensor([7.0] * 4 + [1.0] * 4)
     eps = mvdream_prior.predict_noise(x, 500, cond, s)
     cond_only = mvdream_prior.predict_noise(x, 500, cond, 1.0)
-    assert (eps[4:] - cond_only[4:]).abs().max() < 1e-5
+    assert (eps[4:] - cond_only[4:]).abs().max() < network_bound(cond_only)  # other batch shape (tests/precision.py)
     assert (eps[:4] - cond_only[:4]).abs().max() > 1e-3
 
 
@@ -100,7 +101,7 @@ def test_multiview_unet_equals_diffusers_unet_when_each_view_is_alone():
     with torch.no_grad():
         a = ours(x, t, ctx, camera=cam, num_frames=1)
         b = reference(x, t, encoder_hidden_states=ctx, class_labels=cam).sample
-    assert (a - b).abs().max() < 1e-5 * max(1.0, float(b.abs().max()))
+    assert (a - b).abs().max() < network_bound(b)  # two implementations: other kernels (tests/precision.py)
 
 
 def test_published_parameter_names(mvdream_folder):

@@ -240,3 +240,33 @@ def test_legacy_tensor_names_of_published_checkpoints_verify_and_load(copy_folde
     images = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(prior.encode(images), reference.encode(images))
     torch.testing.assert_close(prior.encode_prompt(["a cat"]), reference.encode_prompt(["a cat"]))
+
+
+def _with_header(data: bytes, edit) -> bytes:
+    """A safetensors file's bytes with its JSON header changed by ``edit`` (tensor data kept)."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    edit(header)
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    return len(raw).to_bytes(8, "little") + raw + data[8 + n :]
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda d: d + b"\0" * 8, "truncated or corrupt"),  # bytes beyond what the header describes
+    (lambda d: d[:8] + b"x" * int.from_bytes(d[:8], "little") + d[8 + int.from_bytes(d[:8], "little"):],
+     "header is not JSON"),
+    (lambda d: (10**12).to_bytes(8, "little") + d[8:], "bad header length"),
+    (lambda d: b"\x01\x00\x00", "only 3 bytes"),
+    (lambda d: _with_header(d, lambda h: h["a"].update(shape=[3, 5])), "inconsistent size"),
+])
+def test_damaged_safetensors_headers_are_named(tmp_path, damage, words):
+    good = tmp_path / "good.safetensors"
+    save_file({"a": torch.zeros(3, 4), "b": torch.ones(2, dtype=torch.float16)}, str(good))
+    infos = read_safetensors_header(good)
+    assert {k: (v.dtype, v.shape) for k, v in infos.items()} == {"a": ("F32", (3, 4)), "b": ("F16", (2,))}
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(damage(good.read_bytes()))
+    with pytest.raises(WeightsError, match=words) as info:
+        read_safetensors_header(bad)
+    assert info.value.path == bad
