@@ -71,9 +71,14 @@ class BenchConfig:
         ``dsd:stage1.weights.guidance=10``), applied after the case set's budget.
     points, tau, delta: surface samples per mesh, the F-score distance, δ of the discriminative distance.
     input_size: side of the rendered input views.
-    library: a shape-library folder (layout of ``data/library``) for the prior and the ground truth
-        (sets ``prior.path``); None = the recipe's (the shipped library).
+    library: a shape-library folder (layout of ``data/library``) for the ground truth and, when the runs use
+        the LibraryPrior, for their prior too (sets ``prior.path``); None = the recipe's (the shipped library).
     noise_floor: run each family's floor run; False = use the floor recorded in the bench folder (or 0).
+    prior: the runs' prior, as ``recon run --prior`` takes it (``library``, ``zero123``, a zoo name such as
+        ``toy-zero123``, a folder); None = the recipe's. Without ``config`` the prior's own recipe is the
+        base (``configs/toy-zero123.yaml`` for toy-zero123; :func:`recon.pipeline.recipes.recipe_for`). With
+        a learned prior the inputs and the ground truth still come from the shape library
+        (``data/library`` or ``library``); its prior.path is in every run's config, so in the run hash.
     """
 
     cases: str = "smoke"
@@ -89,6 +94,7 @@ class BenchConfig:
     input_size: int = 256
     library: str | None = None
     noise_floor: bool = True
+    prior: str | None = None
 
 
 @dataclass
@@ -192,13 +198,19 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
     cs = case_set(bench.cases)
     seeds = bench.seeds if bench.seeds is not None else cs.seeds
     common, per_label = split_overrides(bench.overrides)
-    base = image_config(bench.config, [*cs.budget, *common], hypotheses=bench.hypotheses)
-    if base.prior.kind != "library":
-        raise ConfigError("recon bench needs the library prior (prior.kind=library): ground truth comes from it")
+    base = image_config(bench.config, [*cs.budget, *common], prior=bench.prior, hypotheses=bench.hypotheses)
+    # Inputs and ground truth come from a shape library: the runs' own prior when it is the LibraryPrior, else
+    # the CPU demo's (configs/cpu-demo.yaml) library.
+    truth_prior = base.prior if base.prior.kind == "library" else image_config(None).prior
     if bench.library is not None:
-        base = dataclasses.replace(base, prior=dataclasses.replace(base.prior, path=str(Path(bench.library).resolve())))
-    files = check_library(base.prior.path)[1] if base.prior.path else None  # one clear error per bad file
+        truth_prior = dataclasses.replace(truth_prior, path=str(Path(bench.library).resolve()))
+        if base.prior.kind == "library":
+            base = dataclasses.replace(base, prior=truth_prior)
+    files = check_library(truth_prior.path)[1] if truth_prior.path else None  # one clear error per bad file
     variants = _variants(resolve_methods(bench.methods or cs.methods, base.distill.method))
+    if base.prior.kind != "library" and any(v.weighting == "calibrated" for v in variants):
+        raise ConfigError("calibrated methods (NAME-cal) need the library prior: the calibration probes its "
+                          "posterior mean")
     unknown = sorted(set(per_label) - {v.label for v in variants})
     if unknown:
         raise ConfigError(f"override for {unknown[0]!r}, which is not among the benchmarked methods")
@@ -207,11 +219,11 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
 
     backend = select_backend(base.backend, "cuda" if base.device == "cuda" else "cpu")
     reference = (base.elevation, 0.0, base.distance)
-    prior = build_image_prior(base.prior, backend, "cpu", reference)
+    prior = build_image_prior(truth_prior, backend, "cpu", reference)
     library = library_digest(prior)
     if bench.families:
         families = bench.families
-    elif base.prior.path is not None or cs.families is None:
+    elif truth_prior.path is not None or cs.families is None:
         families = _library_families(prior)
     else:
         families = cs.families
@@ -276,7 +288,8 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
     md, js, fig = write_report(out, results, truths, bench, settings, failed,
                                {"seeds": seeds, "families": families, "budget": cs.budget + common,
                                 "calibration": factors, "command": command, "floors": floors,
-                                "library": base.prior.path, "library_digest": library})
+                                "library": truth_prior.path, "library_digest": library,
+                                "prior": {"kind": base.prior.kind, "path": base.prior.path}})
     return BenchResult(out, results, ran, reused, failed, md, js, fig, time.perf_counter() - start, floors)
 
 

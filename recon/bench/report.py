@@ -325,7 +325,7 @@ def write_report(out_dir: Path, results: list[dict[str, Any]], truths, bench, se
         "threads": torch.get_num_threads(), "hypotheses": bench.hypotheses, "tau": settings.tau,
         "points": settings.points, "delta": settings.delta, "seeds": info["seeds"], "families": info["families"],
         "command": info.get("command", "recon bench"), "library": info.get("library"),
-        "library_digest": info.get("library_digest"),
+        "library_digest": info.get("library_digest"), "prior": info.get("prior"),
     }
     floors = info.get("floors") or {}
     md = atomic_write_text(out_dir / "bench.md", markdown(results, meta, failed, floors))

@@ -24,6 +24,10 @@ from recon.cli.common import fail, first_line, parse_seeds, progress_bars
 @click.option("--library", "library", type=click.Path(path_type=Path), default=None,
               help="A shape-library folder laid out like data/library (library.yaml + <family>/<member>.ply, closed "
                    "vertex-coloured meshes, +Y up, input camera on +Z): the prior and the ground truth.")
+@click.option("--prior", "prior", default=None,
+              help="The runs' prior, as `recon run --prior` takes it: library, zero123, a model-zoo name (toy-zero123) "
+                   "or a folder; its recipe is the default --config. Inputs and ground truth still come from the shape "
+                   "library (data/library or --library).")
 @click.option("--no-noise-floor", "no_noise_floor", is_flag=True,
               help="Skip the extra floor run per family; use the floor recorded in --out by an earlier bench (else 0, "
                    "with a warning).")
@@ -32,7 +36,8 @@ from recon.cli.common import fail, first_line, parse_seeds, progress_bars
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/bench"), show_default=True,
               help="Output folder; finished runs in it are reused.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-              help="Recipe (default configs/cpu-demo.yaml); the case set's budget and --set go on top.")
+              help="Recipe (default configs/cpu-demo.yaml, or --prior's recipe); the case set's budget and --set go "
+                   "on top.")
 @click.option("--set", "--set-override", "overrides", multiple=True, metavar="[METHOD:]KEY=VALUE",
               help="Override a config field for every run, or for one method with METHOD: in front (repeatable).")
 @click.option("--tau", type=float, default=0.05, show_default=True, help="F-score distance (world units).")
@@ -47,7 +52,7 @@ from recon.cli.common import fail, first_line, parse_seeds, progress_bars
 @click.option("--json", "as_json", is_flag=True,
               help="Print {methods: {NAME: {coverage, unassigned, best_of_k_chamfer, fidelity, diversity}}, families: "
                    "{FAMILY: {noise_floor, methods: {...}}}}.")
-def bench(cases, methods, families, library, no_noise_floor, seeds, hypotheses, out_dir, config_file, overrides, tau,
+def bench(cases, methods, families, library, prior, no_noise_floor, seeds, hypotheses, out_dir, config_file, overrides, tau,
           delta, points, threads, quiet, as_json):
     """Reconstruct library objects whose backs the input view hides with each method, K hypotheses each, and
     score them against every plausible ground truth: coverage (hypotheses assigned to members where the
@@ -85,6 +90,7 @@ def bench(cases, methods, families, library, no_noise_floor, seeds, hypotheses, 
         delta=delta,
         library=str(library) if library is not None else None,
         noise_floor=not no_noise_floor,
+        prior=prior,
     )
     log = None if (quiet or as_json) else (lambda msg: click.echo(msg, err=True))
     command = "recon bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "recon bench"

@@ -1,9 +1,17 @@
 """Which YAML recipe a run starts from, and how flags, files and ``--set`` overrides combine.
 
-Precedence, lowest first: the recipe for the chosen prior (``configs/cpu-demo.yaml`` for the embedded
-LibraryPrior, ``configs/image-to-3d.yaml`` for Zero-1-to-3; for ``recon text``,
-``configs/text-to-3d-sd.yaml`` or ``configs/text-to-3d-mvdream.yaml``), then ``--config FILE``, then every
+Precedence, lowest first: the recipe for the chosen prior, then ``--config FILE``, then every
 ``--set key=value``, then the explicit flags (``--hypotheses``, ``--seed``, ``--device``, ``--prior``).
+
+The recipe for the chosen prior (:func:`recipe_for`) is, first match wins:
+
+1. the model's own recipe: the ``recipe:`` field of its entry in ``models/zoo.yaml``, when the prior's
+   path (``--prior NAME`` or ``prior.path`` in ``--config FILE``) is a zoo name with one, or the shipped
+   folder of such an entry (``toy-zero123`` -> ``configs/toy-zero123.yaml``, sized for its 32² images);
+2. the recipe of the prior's kind: ``configs/cpu-demo.yaml`` for the embedded LibraryPrior,
+   ``configs/image-to-3d.yaml`` for Zero-1-to-3 (``zero123-xl``, ``stable-zero123``, any folder).
+
+For ``recon text``: ``configs/text-to-3d-sd.yaml`` or ``configs/text-to-3d-mvdream.yaml`` by kind.
 """
 
 from __future__ import annotations
@@ -20,8 +28,30 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 PRIOR_KINDS = ("library", "zero123", "stable-zero123")
 
 
-def recipe_for(kind: str) -> Path:
+def recipe_for(kind: str, path: str | None = None) -> Path:
+    """The recipe a run of prior ``kind`` with ``prior.path`` = ``path`` starts from (module docstring)."""
+    if kind != "library" and path:
+        own = zoo_recipe(path)
+        if own is not None:
+            return own
     return CONFIG_DIR / ("cpu-demo.yaml" if kind == "library" else "image-to-3d.yaml")
+
+
+def zoo_recipe(path: str) -> Path | None:
+    """The ``recipe:`` of the zoo entry named ``path`` (or whose shipped folder ``path`` is); None if none."""
+    from recon.priors.zoo import load_zoo
+
+    zoo = load_zoo()
+    entry = next((e for e in zoo.entries if e.name == path), None)
+    if entry is None and Path(path).expanduser().is_dir():
+        folder = Path(path).expanduser().resolve()
+        entry = next((e for e in zoo.entries if e.local_path is not None and e.local_path.resolve() == folder), None)
+    if entry is None or entry.recipe_path is None:
+        return None
+    if not entry.recipe_path.is_file():
+        raise ConfigError(f"models/zoo.yaml: recipe {entry.recipe!r} of {entry.name!r}: no such file "
+                          f"{entry.recipe_path}")
+    return entry.recipe_path
 
 
 def prior_flag(value: str) -> dict[str, Any]:
@@ -46,8 +76,10 @@ def image_config(
     if config_file is not None:
         data = read_yaml(config_file)
     data = merge_overrides(data, overrides)
-    kind = prior_data.get("kind") or (data.get("prior") or {}).get("kind") or "library"
-    base = read_yaml(recipe_for(kind))
+    file_prior = data.get("prior") or {}
+    kind = prior_data.get("kind") or file_prior.get("kind") or "library"
+    path = prior_data.get("path") if prior_data else file_prior.get("path")
+    base = read_yaml(recipe_for(kind, path))
     merged = merge(base, data)
     if prior_data:
         merged = merge(merged, {"prior": prior_data})

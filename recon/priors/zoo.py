@@ -52,6 +52,9 @@ class ZooEntry:
         description: one line for ``recon models list``.
         local: for weights shipped in this repository, their folder relative to the repository root
             (``hub_id`` and ``revision`` are then empty: there is nothing to download).
+        recipe: the ``configs/`` recipe ``recon run --prior NAME`` starts from (a file name such as
+            ``toy-zero123.yaml``, or a path); empty = the recipe of the model's kind
+            (:func:`recon.pipeline.recipes.recipe_for`).
     """
 
     name: str
@@ -64,11 +67,21 @@ class ZooEntry:
     variant: str = ""
     description: str = ""
     local: str = ""
+    recipe: str = ""
 
     @property
     def local_path(self) -> Path | None:
         """The shipped folder of a ``local`` model (None for hub models)."""
         return ZOO_FILE.parents[1] / self.local if self.local else None
+
+    @property
+    def recipe_path(self) -> Path | None:
+        """The entry's own recipe (``recipe:``; a bare name is looked up in ``configs/``), or None."""
+        if not self.recipe:
+            return None
+        path = Path(self.recipe)
+        root = ZOO_FILE.parents[1]
+        return path if path.is_absolute() else root / path if len(path.parts) > 1 else root / "configs" / path
 
 
 @dataclass(frozen=True)
