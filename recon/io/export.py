@@ -138,6 +138,31 @@ def build_textured_mesh(mesh: Mesh, color_fn: ColorFn, backend: RasterBackend,
     return out, norm
 
 
+def unit_vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(V, 3) unit area-weighted vertex normals. Where the incident faces cancel (a vertex between opposite
+    faces, e.g. on a thin fin) the sum is zero, which glTF forbids (ACCESSOR_VECTOR3_NON_UNIT); such a vertex
+    takes the normal of its largest incident face, or +Y if all its faces are degenerate."""
+    import trimesh
+
+    mesh = trimesh.Trimesh(np.asarray(vertices, np.float64), np.asarray(faces, np.int64), process=False)
+    normals = np.array(mesh.vertex_normals, dtype=np.float64)
+    bad = ~(np.linalg.norm(normals, axis=1) > 0.5)
+    if bad.any():
+        area = np.asarray(mesh.area_faces)
+        face_normals = np.asarray(mesh.face_normals)
+        best = np.full(len(normals), -1.0)
+        for corner in range(3):  # the largest incident face per vertex
+            idx = mesh.faces[:, corner]
+            take = bad[idx] & (area > best[idx])
+            for i in np.nonzero(take)[0]:  # few vertices; order-dependent ties do not matter
+                if area[i] > best[idx[i]]:
+                    best[idx[i]] = area[i]
+                    normals[idx[i]] = face_normals[i]
+        still = ~(np.linalg.norm(normals, axis=1) > 0.5)
+        normals[still] = (0.0, 1.0, 0.0)
+    return normals
+
+
 def _normalization(vertices: np.ndarray) -> Normalization:
     lo, hi = vertices.min(0), vertices.max(0)
     return Normalization(centre=(lo + hi) / 2, scale=float(max((hi - lo).max(), 1e-12)))
@@ -230,7 +255,7 @@ def write_glb(mesh: Mesh, path: str | Path, name: str = "recon_mesh", metallic: 
     v, f, uv, uvf, tex = _require_texture(mesh)
     pos_of_uv = np.zeros(len(uv), np.int64)
     pos_of_uv[uvf.ravel()] = f.ravel()
-    normals = trimesh.Trimesh(v, f, process=False).vertex_normals  # shared, so seams shade smoothly
+    normals = unit_vertex_normals(v, f)  # shared, so seams shade smoothly
     material = trimesh.visual.material.PBRMaterial(
         name=name, baseColorTexture=Image.fromarray(tex), baseColorFactor=[255, 255, 255, 255],
         metallicFactor=float(metallic), roughnessFactor=float(roughness), doubleSided=False,
@@ -294,12 +319,11 @@ def write_obj(mesh: Mesh, path: str | Path, up: str = "y", name: str | None = No
     with the texture as ``map_Kd``, no specular colour, and the PBR extension's ``Pr`` / ``Pm``
     (roughness / metallic, read by Blender's importer).
     """
-    import trimesh
 
     path = Path(path)
     name = name or f"recon_{path.stem}"
     v, f, uv, uvf, tex = _require_texture(mesh)
-    normals = np.asarray(trimesh.Trimesh(v, f, process=False).vertex_normals)
+    normals = unit_vertex_normals(v, f)
     v, normals = to_up(v, up), to_up(normals, up)
     png_name, mtl_name = f"{path.stem}.png", f"{path.stem}.mtl"
     atomic_write_bytes(path.with_name(png_name), png_bytes(tex))
@@ -329,7 +353,7 @@ def write_ply(mesh: Mesh, path: str | Path, up: str = "z") -> Path:
     rgba = np.concatenate([colors, np.full((len(colors), 1), 255, np.uint8)], axis=1)
     v = mesh.vertices.detach().cpu().numpy().astype(np.float64)
     f = mesh.faces.detach().cpu().numpy()
-    normals = np.asarray(trimesh.Trimesh(v, f, process=False).vertex_normals)
+    normals = unit_vertex_normals(v, f)
     tm = trimesh.Trimesh(to_up(v, up), f, vertex_normals=to_up(normals, up), vertex_colors=rgba,
                          process=False)
     data = trimesh.exchange.ply.export_ply(tm, encoding="binary", vertex_normal=True)

@@ -143,3 +143,17 @@ def test_clean_config_refuses_out_of_range_values():
         ExportConfig(up="x")
     with pytest.raises(ConfigError, match="roughness"):
         ExportConfig(roughness=1.5)
+
+
+def test_vertex_normals_are_unit_where_the_faces_cancel():
+    """A double-sided sheet (each triangle twice, opposite windings): the area-weighted vertex normals sum to
+    zero, which glTF's validator rejects (ACCESSOR_VECTOR3_NON_UNIT, seen on a quick-start GLB). The export's
+    normals must be unit length and perpendicular to the sheet, as trimesh computes the face normals."""
+    from recon.io.export import unit_vertex_normals
+
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]], np.float64)
+    f = np.array([[0, 1, 2], [1, 3, 2], [0, 2, 1], [1, 2, 3]], np.int64)
+    assert np.allclose(trimesh.Trimesh(v, f, process=False).vertex_normals, 0)  # the case itself
+    n = unit_vertex_normals(v, f)
+    assert np.allclose(np.linalg.norm(n, axis=1), 1)
+    assert np.allclose(np.abs(n[:, 2]), 1)
