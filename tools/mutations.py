@@ -63,8 +63,8 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "dsd-commit's SDS follow at the t+ term's CFG scale",
         "recon/distill/committed.py",
-        "eps_hat = self.prior.predict_noise(x_t, t.to(x.device), cond, self.guidance_scale)",
-        "eps_hat = self.prior.predict_noise(x_t, t.to(x.device), cond, self.config.plus_guidance_scale)",
+        "sds_score(self.prior, x, eps, t, cond, self.guidance_scale), t, t_plus",
+        "sds_score(self.prior, x, eps, t, cond, self.config.plus_guidance_scale), t, t_plus",
         ("tests/distill/test_dsd_gradient_oracle.py::test_dsd_commit_follows_with_the_sds_score_after_the_commit",),
     ),
     Mutation(

@@ -40,6 +40,7 @@ import torch
 from recon.diffusion.ddim import ddim_invert
 from recon.distill.base import DistillState
 from recon.distill.dsd import DSD
+from recon.distill.sds import sds_score
 from recon.distill.two_point import two_point_difference
 from recon.priors.base import Condition
 
@@ -85,9 +86,7 @@ class CommittedDSD(DSD):
             # Refine what the commit chose with SDS's mode-seeking score: the nearest mode of a committed
             # render is the committed answer, and SDS's single-point gradient carves it sharper.
             eps = self.draw_noise(state, rows, x)
-            x_t = self.prior.schedule.add_noise(x, eps, t)
-            eps_hat = self.prior.predict_noise(x_t, t.to(x.device), cond, self.guidance_scale)
-            return self.weight(t, x) * (eps_hat - eps), t, t_plus
+            return self.weight(t, x) * sds_score(self.prior, x, eps, t, cond, self.guidance_scale), t, t_plus
         else:
             live = (t >= 0).nonzero().flatten()
             noise = torch.zeros_like(x)

@@ -153,8 +153,7 @@ def unit_vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
         best = np.full(len(normals), -1.0)
         for corner in range(3):  # the largest incident face per vertex
             idx = mesh.faces[:, corner]
-            take = bad[idx] & (area > best[idx])
-            for i in np.nonzero(take)[0]:  # few vertices; order-dependent ties do not matter
+            for i in np.nonzero(bad[idx])[0]:  # faces at the few bad vertices
                 if area[i] > best[idx[i]]:
                     best[idx[i]] = area[i]
                     normals[idx[i]] = face_normals[i]

@@ -58,9 +58,9 @@ def oracle_grad(unet, scheduler, eps_star, context, x_pi, t, t_plus, scale_plus,
     return (1 - ac[t]) * diff
 
 
-@pytest.mark.parametrize("target", ["grid", "t_plus"])
-@pytest.mark.parametrize("scale_plus", [1.0, 1.5])
-def test_dsd_gradient_equals_the_authors_formula(target, scale_plus):
+def tiny_setup():
+    """A float64 tiny UNet, diffusers' DDIMScheduler (10 trailing steps) as the oracle's schedule, recon's prior
+    on both, a text context, three hypotheses and five rows mapped to them (row i → hypothesis rows[i])."""
     unet = tiny_unet(dtype=torch.float64)
     scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                               timestep_spacing="trailing", clip_sample=False, set_alpha_to_one=False)
@@ -71,7 +71,13 @@ def test_dsd_gradient_equals_the_authors_formula(target, scale_plus):
     context = torch.randn(1, 5, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     hyps = [Hypothesis(11, 0), Hypothesis(11, 1), Hypothesis(11, 2)]
     rows = torch.tensor([0, 1, 1, 2, 0])
-    cond = prior.condition(embeddings=context, batch=len(rows))
+    return unet, scheduler, prior, context, hyps, rows, prior.condition(embeddings=context, batch=len(rows))
+
+
+@pytest.mark.parametrize("target", ["grid", "t_plus"])
+@pytest.mark.parametrize("scale_plus", [1.0, 1.5])
+def test_dsd_gradient_equals_the_authors_formula(target, scale_plus):
+    unet, scheduler, prior, context, hyps, rows, cond = tiny_setup()
     config = DistillConfig(method="dsd", guidance_scale=S, plus_guidance_scale=scale_plus, ode_guidance_scale=S_ODE,
                            ode_steps=10, ode_target=target,
                            timesteps=TimestepConfig(kind="uniform", t_min=0.2, t_max=0.9, total_steps=10))
@@ -96,16 +102,7 @@ def test_dsd_commit_follows_with_the_sds_score_after_the_commit():
     camera-free prior every view already shares the one ODE); afterwards each row's gradient is SDS's
     w(t)[ε̂(x_t, t; s) − ε] with x_t = √ᾱ_t x_π + √(1 − ᾱ_t) ε, ε drawn from that row's hypothesis's own
     noise stream (DreamFusion's formula, x_t from diffusers' ``add_noise``)."""
-    unet = tiny_unet(dtype=torch.float64)
-    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                              timestep_spacing="trailing", clip_sample=False, set_alpha_to_one=False)
-    scheduler.set_timesteps(10)
-    scheduler.alphas_cumprod = scheduler.alphas_cumprod.to(torch.float64)
-    prior = DiffusersUNetPrior(unet, NoiseSchedule.from_config(scheduler.config))
-    context = torch.randn(1, 5, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    hyps = [Hypothesis(11, 0), Hypothesis(11, 1), Hypothesis(11, 2)]
-    rows = torch.tensor([0, 1, 1, 2, 0])
-    cond = prior.condition(embeddings=context, batch=len(rows))
+    unet, scheduler, prior, context, hyps, rows, cond = tiny_setup()
     config = DistillConfig(method="dsd-commit", guidance_scale=S, plus_guidance_scale=1.0, ode_guidance_scale=S_ODE,
                            ode_steps=10, commit_fraction=0.5, commit_follow="sds",
                            timesteps=TimestepConfig(kind="uniform", t_min=0.2, t_max=0.9, total_steps=4))
