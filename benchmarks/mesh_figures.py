@@ -1,5 +1,6 @@
 """Measure the figures of docs/meshes.md on a run folder's meshes: floaters under the documented rule,
-closedness after merging UV seams, where the kept part sits in the unit box, the glTF Validator's
+inner shells (components enclosed by the others), closedness, non-manifold edges and vertices
+and the Euler characteristic after merging UV seams, where the kept part sits in the unit box, the glTF Validator's
 verdict and what Blender's default importers make of each file; optionally a before/after picture.
 
     python benchmarks/mesh_figures.py out/crate-issue11/meshes [--figure OUT.png --after DIR]
@@ -22,7 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("RECON_REQUIRE_CLIENTS", "0")
 
-from recon.io.mesh_clean import CleanConfig, CleanReport, keep_attached  # noqa: E402
+from recon.io.mesh_clean import (  # noqa: E402
+    CleanConfig,
+    CleanReport,
+    component_labels,
+    inner_shells,
+    keep_attached,
+    nonmanifold_vertices,
+)
 
 
 def surface(path: Path) -> trimesh.Trimesh:
@@ -35,17 +43,21 @@ def surface(path: Path) -> trimesh.Trimesh:
 def geometry_row(glb: Path) -> dict:
     m = surface(glb)
     rep = CleanReport()
-    keep = keep_attached(m, CleanConfig(), rep)
+    labels = component_labels(m)
+    keep = keep_attached(m, CleanConfig(), rep, labels)
+    inner = inner_shells(m, keep, labels)
     _, counts = np.unique(m.edges_sorted, axis=0, return_counts=True)
     kept_pts = m.vertices[np.unique(m.faces[keep])]
     klo, khi = kept_pts.min(0), kept_pts.max(0)
     return {
         "faces": len(m.faces), "components": rep.components, "floaters": rep.floaters,
         "floater_faces": rep.floater_faces, "floater_area_%": round(100 * rep.floater_area_fraction, 1),
+        "inner_shells": len(np.unique(labels[inner])), "inner_shell_faces": int(inner.sum()),
         "kept_longest_side": round(float((khi - klo).max()), 3),
         "kept_centre": [round(float(x), 3) for x in (klo + khi) / 2],
         "closed": bool(m.is_watertight), "boundary_edges": int((counts == 1).sum()),
-        "nonmanifold_edges": int((counts > 2).sum()), "euler": int(m.euler_number),
+        "nonmanifold_edges": int((counts > 2).sum()), "nonmanifold_vertices": len(nonmanifold_vertices(m.faces)),
+        "euler": int(m.euler_number),
     }
 
 

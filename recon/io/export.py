@@ -1,11 +1,12 @@
 """From a raw surface and its colour field to GLB, OBJ(+MTL+PNG) and PLY files.
 
 Steps (:func:`build_textured_mesh`): clean-up (:mod:`recon.io.mesh_clean`), quadric decimation to at
-most ``target_faces`` faces, clean-up again, xatlas UV unwrap and albedo baking
+most ``target_faces`` faces, clean-up again, closing, the component rules again, xatlas UV unwrap and albedo baking
 (:mod:`recon.io.uv_bake`), vertex colours for the PLY, and normalisation into a unit box.
 
-Steps in full: clean-up with floater removal, decimation, clean-up again, closing (holes filled,
-non-manifold edges split; :mod:`recon.io.mesh_clean`, rules in docs/meshes.md), unwrap, bake.
+Steps in full: clean-up with floater and inner-shell removal, decimation, clean-up again, closing (holes
+filled, non-manifold edges split), floater, inner-shell and dust rules again on the closed mesh
+(:func:`recon.io.mesh_clean.finish_mesh`; rules in docs/meshes.md), unwrap, bake.
 
 Axes and units: right-handed; the object is centred at the centre of the bounding box of what the
 clean-up kept and scaled so that box's longest side is 1 (unitless; glTF readers take it as 1 metre).
@@ -32,7 +33,7 @@ import torch
 from PIL import Image
 
 from recon.io.atomic import atomic_write_bytes, atomic_write_text
-from recon.io.mesh_clean import CleanConfig, CleanReport, clean_mesh, close_mesh, decimate
+from recon.io.mesh_clean import CleanConfig, CleanReport, clean_mesh, decimate, finish_mesh
 from recon.io.uv_bake import ColorFn, UVLayout, bake_albedo, unwrap, vertex_colors
 from recon.render.backend import RasterBackend
 from recon.scene.mesh import Mesh
@@ -119,9 +120,7 @@ def build_textured_mesh(mesh: Mesh, color_fn: ColorFn, backend: RasterBackend,
     v, f = clean_mesh(v, f, config.clean, report)
     if len(f) == 0:
         raise ValueError("the surface is empty after clean-up; nothing to export")
-    v, f = decimate(v, f, config.target_faces)
-    v, f = clean_mesh(v, f, config.clean)
-    v, f = close_mesh(v, f, config.clean, report)
+    v, f = _decimate_and_finish(v, f, config, report)
     layout = unwrap(v, f, config.texture_size, config.uv_padding)
     texture = bake_albedo(backend, v, layout, color_fn, config.texture_size, config.gutter, device=device)
     colors = vertex_colors(v, color_fn, device=device)
@@ -136,6 +135,32 @@ def build_textured_mesh(mesh: Mesh, color_fn: ColorFn, backend: RasterBackend,
         texture=torch.as_tensor(texture, dtype=torch.float32),
     )
     return out, norm
+
+
+def _decimate_and_finish(v: np.ndarray, f: np.ndarray, config: ExportConfig,
+                         report: CleanReport) -> tuple[np.ndarray, np.ndarray]:
+    """Decimate, clean, close and apply the component rules again (:func:`~recon.io.mesh_clean.finish_mesh`).
+    Filling holes adds faces, so the decimation target is lowered until the finished mesh fits
+    ``target_faces``."""
+    target = config.target_faces
+    for _ in range(6):
+        step = CleanReport()
+        dv, df = decimate(v, f, max(4, target))
+        dv, df = clean_mesh(dv, df, config.clean, select=False)
+        dv, df = finish_mesh(dv, df, config.clean, step)
+        if len(df) <= config.target_faces or target <= 4:
+            break
+        target -= len(df) - config.target_faces
+    for key in ("nonmanifold_edges", "nonmanifold_vertices", "holes_filled", "holes_left", "hole_sizes",
+                "boundary_edges", "euler", "closed", "kept_components", "late_floaters", "late_floater_faces",
+                "cut_off"):
+        setattr(report, key, getattr(step, key))
+    for key in ("inner_shells", "inner_shell_faces", "dust"):
+        setattr(report, key, getattr(report, key) + getattr(step, key))
+    if len(df) > config.target_faces:
+        raise RuntimeError(f"the closed mesh has {len(df)} faces, more than export.target_faces = "
+                           f"{config.target_faces}")
+    return dv, df
 
 
 def unit_vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
