@@ -56,7 +56,9 @@ def child(res: int, k: int, views: int, min_t: float, threads: int, steps: int, 
     import torch
 
     torch.set_num_threads(threads)
-    from recon.pipeline.stage1_nerf import KnownViews, Stage1, Stage1Config
+    from recon.pipeline.known_views import KnownViews
+    from recon.pipeline.stage1_config import Stage1Config
+    from recon.pipeline.stage1_nerf import Stage1
 
     cfg = Stage1Config(steps=10**6, resolutions=[res], batch_sizes=[views], milestones=[], reference_rays=rays)
     cfg.volume.samples_per_ray = samples
@@ -89,7 +91,10 @@ def library_run(steps: int, threads: int, k: int = 4) -> None:
     from recon.diffusion.timesteps import TimestepConfig
     from recon.distill.base import DistillConfig, Hypothesis, sd_loss
     from recon.distill.factory import build_distiller
-    from recon.pipeline.stage1_nerf import KnownViews, Stage1, Stage1Config
+    from recon.pipeline.known_views import KnownViews
+    from recon.pipeline.stage import run_stage
+    from recon.pipeline.stage1_config import Stage1Config
+    from recon.pipeline.stage1_nerf import Stage1
     from recon.priors.library import LibraryPrior
     from recon.render.cpu import CpuRasterizer
     from recon.scene.isosurface import extract_mesh
@@ -116,13 +121,15 @@ def library_run(steps: int, threads: int, k: int = 4) -> None:
     cfg.volume.samples_per_ray = 32
     stage = Stage1(cfg, KnownViews.from_image(rgba), hypotheses=k, guidance=guidance)
     load0 = os.getloadavg()[0]
-    result = stage.run()
+    start = time.perf_counter()
+    run_stage(stage)
+    seconds = time.perf_counter() - start
     start = time.perf_counter()
     meshes = [extract_mesh(stage.field.density_fn(i), 7.5, resolution=96, color_fn=stage.field.color_fn(i))
               for i in range(k)]
     extract = time.perf_counter() - start
     print(f"stage 1, LibraryPrior ({prior.names[0]!r} input) + DSD, K={k}, 64², {steps} steps, {threads} thread(s): "
-          f"{result.seconds:.1f} s, of which guidance {spent[0]:.1f} s; marching cubes for {k} meshes {extract:.1f} s; "
+          f"{seconds:.1f} s, of which guidance {spent[0]:.1f} s; marching cubes for {k} meshes {extract:.1f} s; "
           f"faces per hypothesis {[m.num_faces for m in meshes]}; load average {load0:.1f}–{os.getloadavg()[0]:.1f}")
 
 

@@ -27,32 +27,37 @@ import torch
 MODELS = ("zero123", "sd21", "sd15")
 
 
-def build_prior(name: str, speed, latent: int):
-    """A prior of the full-size architecture ``name`` with random weights, prepared with ``speed``."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+MODEL_NAMES = {"zero123": "zero123-xl", "sd21": "sd-2.1-base", "sd15": "sd-1.5"}  # recon.priors.random_models
 
+
+def build_prior(name: str, speed, latent: int, size: str = "full"):
+    """A prior of the full-size architecture ``name`` with random weights, prepared with ``speed``.
+
+    ``size="tiny"`` builds the tiny stand-ins of the same layout instead (``benchmarks/gpu_check.py
+    --dry-run``). The networks are initialised on the device they run on (seconds on a GPU, not minutes)."""
     from recon.diffusion.schedule import NoiseSchedule
     from recon.priors import architectures as arch
+    from recon.priors.random_models import build_image_encoder, build_unet, build_vae, model_configs
     from recon.priors.speed import prepare_module
 
+    configs = model_configs(MODEL_NAMES[name], size)
     schedule = NoiseSchedule.from_config(arch.SD_SCHEDULER)
-    torch.manual_seed(0)
-    if name == "zero123":
-        from recon.priors.zero123 import Zero123Prior
+    unet_cfg = {**configs["unet"], "sample_size": latent or configs["unet"]["sample_size"]}
+    with torch.device(speed.torch_device()):
+        unet = prepare_module(build_unet(unet_cfg), speed, denoiser=True)
+        vae = prepare_module(build_vae(configs["vae"]), speed)
+        if name == "zero123":
+            from recon.priors.components import ClipImagePreprocess
+            from recon.priors.zero123 import Zero123Prior
 
-        unet_cfg = {**arch.ZERO123_UNET, "sample_size": latent or arch.ZERO123_UNET["sample_size"]}
-        unet = prepare_module(UNet2DConditionModel(**unet_cfg), speed, denoiser=True)
-        vae = prepare_module(AutoencoderKL(**arch.SD_VAE), speed)
-        encoder = prepare_module(CLIPVisionModelWithProjection(CLIPVisionConfig(**arch.CLIP_L14_VISION)), speed)
-        projection = prepare_module(torch.nn.Linear(772, 768), speed)
-        return Zero123Prior(unet, schedule, vae, encoder, projection, speed=speed)
+            encoder = prepare_module(build_image_encoder(configs["image"]), speed)
+            dim = int(configs["image"]["projection_dim"])
+            projection = prepare_module(torch.nn.Linear(dim + 4, dim), speed)
+            side = int(configs["clip_image_size"])
+            return Zero123Prior(unet, schedule, vae, encoder, projection, ClipImagePreprocess(side, side),
+                                speed=speed)
     from recon.priors.stable_diffusion import StableDiffusionPrior
 
-    base = arch.SD21_BASE_UNET if name == "sd21" else arch.SD15_UNET
-    unet_cfg = {**base, "sample_size": latent or base["sample_size"]}
-    unet = prepare_module(UNet2DConditionModel(**unet_cfg), speed, denoiser=True)
-    vae = prepare_module(AutoencoderKL(**arch.SD_VAE), speed)
     return StableDiffusionPrior(unet, schedule, vae, None, None, speed=speed)
 
 
@@ -77,10 +82,10 @@ def measure(name: str, dtype: str, args) -> list[dict]:
     from recon.priors.speed import SpeedConfig
 
     speed = SpeedConfig(device=args.device, dtype=dtype, channels_last=args.channels_last, sdpa=not args.no_sdpa,
-                        compile=args.compile)
+                        compile=args.compile, compile_backend=getattr(args, "compile_backend", "inductor"))
     device = speed.torch_device()
     t0 = time.perf_counter()
-    prior = build_prior(name, speed, args.latent)
+    prior = build_prior(name, speed, args.latent, getattr(args, "size", "full"))
     build_s = time.perf_counter() - t0
     scale = 3.0 if name == "zero123" else 7.5
     rows = []

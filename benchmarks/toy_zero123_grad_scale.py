@@ -23,7 +23,7 @@ from recon.distill.base import Hypothesis, sd_loss
 from recon.io.prepare import prepare_input
 from recon.pipeline.prior_setup import build_image_prior
 from recon.pipeline.recipes import image_config
-from recon.pipeline.run_common import stage_distiller
+from recon.pipeline.run_setup import stage_distiller
 from recon.render.cameras import random_cameras
 from recon.render.select import select_backend
 

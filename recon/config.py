@@ -88,6 +88,23 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+# Keys that changed their spelling (one spelling per idea across stages): old key -> new key. An old key is
+# refused with one line naming the new one, never silently ignored or mapped.
+RENAMED: dict[str, str] = {
+    "stage2.w_rgb": "stage2.weights.rgb",
+    "stage2.w_mask": "stage2.weights.mask",
+    "stage2.w_guidance": "stage2.weights.guidance",
+    "stage2.w_normal_consistency": "stage2.weights.normal_consistency",
+    "stage2.w_laplacian": "stage2.weights.laplacian",
+    "stage2.camera_group": "stage2.cameras.group",
+    "stage2.elevation_range": "stage2.cameras.elevation_range",
+    "stage2.azimuth_range": "stage2.cameras.azimuth_range",
+    "stage2.distance": "stage2.cameras.distance_range",
+    "stage2.fovy": "stage2.cameras.fovy_range",
+    "stage2.checkpoint_every": "checkpoint_every",  # one checkpoint interval for the whole run
+}
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     """Build dataclass ``cls`` from a mapping, checking every key and type.
 
@@ -98,6 +115,10 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
     unknown = sorted(set(data) - set(fields))
     if unknown:
         prefix = f"{where}." if where else ""
+        for name in unknown:
+            if f"{prefix}{name}" in RENAMED:
+                raise ConfigError(f"config key {prefix}{name} is now spelled {RENAMED[prefix + name]}: "
+                                  "rename it in the recipe or --set")
         raise ConfigError(
             f"unknown config key {prefix}{unknown[0]} (known: {', '.join(sorted(fields))})"
         )
@@ -246,11 +267,13 @@ LIMITS: tuple[Limit, ...] = (
     Limit("stage1.cameras.group", 1, 64, "views per camera group"),
     Limit("stage1.lr", 1e-12, 10.0, "a learning rate must be positive"),
     Limit("stage2.lr_*", 0.0, 10.0, "a learning rate must be positive (0 freezes the parameter)"),
+    Limit("stage2.target_resolution", 0, 4096, "0 = the prepared input's size; the target renders every step"),
+    Limit("stage2.parallel_hypotheses", 0, 64, "threads stepping hypotheses side by side; 0 = one per core"),
     Limit("stage2.tet_resolution", 4, 512, "the tet grid holds about 6 × resolution³ tetrahedra"),
     Limit("stage2.resolution", 8, 4096, "stage-2 renders are resolution² pixels per view"),
     Limit("stage2.target_views_per_step", 0, 64, "input views rendered per hypothesis and step"),
     Limit("stage2.guidance_views_per_step", 0, 64, "guidance views rendered per hypothesis and step"),
-    Limit("stage2.camera_group", 1, 64, "views per camera group"),
+    Limit("stage2.cameras.group", 1, 64, "views per camera group"),
     Limit("stage2.grid_radius", 1e-3, 1e3, "half the side of the tet grid's cube"),
     Limit("stage2.deform_fraction", 0.0, 1.0, "a fraction of the tet grid's spacing"),
     Limit("export.texture_size", 16, 8192, "the baked texture is texture_size² pixels; 8192 is the largest most "
@@ -274,6 +297,7 @@ LIMITS: tuple[Limit, ...] = (
     Limit("*.delta_ratio", 0.0, 1.0, "a fraction of t"),
     Limit("*.guidance_scale", 0.0, 1000.0, "classifier-free guidance scale"),
     Limit("distance", 1e-3, 1e3, "camera distance in object units"),
+    Limit("elevation", -89.0, 89.0, "the input photo's camera elevation in degrees (±90 would look along the up axis)"),
     Limit("fovy", 0.1, 179.0, "a field of view in degrees"),
     Limit("*.fovy", 0.1, 179.0, "a field of view in degrees"),
     Limit("*.views", 1, 64, "views per hypothesis"),

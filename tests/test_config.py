@@ -59,3 +59,28 @@ def test_bad_yaml_file_names_the_file(tmp_path):
         load(Outer, path)
     with pytest.raises(ConfigError, match=r"missing\.yaml"):
         load(Outer, tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize("old, new", [("stage2.w_guidance=0.5", "stage2.weights.guidance"),
+                                      ("stage2.camera_group=4", "stage2.cameras.group"),
+                                      ("stage2.elevation_range=[0, 30]", "stage2.cameras.elevation_range")])
+def test_old_stage2_spellings_are_refused_naming_the_new_key(tmp_path, old, new):
+    from recon.pipeline.image_to_3d import ImageTo3DConfig
+
+    with pytest.raises(ConfigError, match=f"is now spelled {new}") as err:
+        load(ImageTo3DConfig, None, [old])
+    assert "\n" not in str(err.value)
+    recipe = tmp_path / "old.yaml"
+    key, value = old.split("=")
+    recipe.write_text(f"stage2:\n  {key.split('.')[1]}: {value}\n")
+    with pytest.raises(ConfigError, match=f"is now spelled {new}"):
+        load(ImageTo3DConfig, recipe, [])
+
+
+def test_both_stages_draw_cameras_with_one_spelling():
+    from recon.pipeline.image_to_3d import ImageTo3DConfig
+
+    cfg = load(ImageTo3DConfig, None, ["stage1.cameras.group=4", "stage2.cameras.group=4",
+                                       "stage2.weights.laplacian=0.5", "stage1.weights.guidance=2"])
+    assert type(cfg.stage1.cameras) is type(cfg.stage2.cameras)
+    assert cfg.stage2.cameras.group == 4 and cfg.stage2.weights.laplacian == 0.5

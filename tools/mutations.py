@@ -154,16 +154,30 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "stage-2 checkpoint restores the wrong step",
         "recon/pipeline/stage2_dmtet.py",
-        'self.step = int(state["step"])',
-        'self.step = int(state["step"]) - 1',
+        'self.step_index = int(state["step"])',
+        'self.step_index = int(state["step"]) - 1',
         ("tests/pipeline/test_stage2_dmtet.py::test_resumed_run_is_bit_identical_to_an_uninterrupted_one",),
     ),
     Mutation(
         "--seed does not reach stage 1's streams",
-        "recon/pipeline/run_common.py",
+        "recon/pipeline/staged_run.py",
         "seed=stage1_stream_seed(c.seed, c.stage1.seed)",
         "seed=c.stage1.seed",
         ("tests/pipeline/test_seeds.py::test_the_seed_reaches_every_stage1_stream",),
+    ),
+    Mutation(
+        "stage 2's guidance gradient handed to the next hypothesis's render",
+        "recon/pipeline/stage2_batch.py",
+        "grads.append(rgb_grads[i])",
+        "grads.append(rgb_grads[(i + 1) % len(rgb_grads)])",
+        ("tests/pipeline/test_stage2_dmtet.py::test_batched_hypotheses_on_threads_step_as_the_joint_loss",),
+    ),
+    Mutation(
+        "DMTet redistancing: far grid vertices from a sparse sample subset",
+        "recon/scene/dmtet.py",
+        "_COARSE_STRIDE = 20 ",
+        "_COARSE_STRIDE = 4000 ",
+        ("tests/scene/test_dmtet_geometry.py::test_init_from_density_places_the_surface_at_the_threshold_and_redistances",),
     ),
 ]
 

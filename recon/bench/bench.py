@@ -261,7 +261,7 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
                 config = _with(config, NF.stream_overrides(config.stage1.seed, config.stage2.seed))
         except ConfigError as exc:
             raise ConfigError(f"{spec.variant.label}: {exc}") from exc
-        info["guidance_weight"] = {"stage1": config.stage1.weights.guidance, "stage2": config.stage2.w_guidance}
+        info["guidance_weight"] = {"stage1": config.stage1.weights.guidance, "stage2": config.stage2.weights.guidance}
         run = BenchRun(spec, config, images[spec.family], out, truths[spec.family], settings, info, progress, library)
         result = run.cached()
         if result is not None:

@@ -21,7 +21,7 @@ import torch
 from recon import seeding
 from recon.diffusion.timesteps import TimestepConfig
 from recon.distill.base import Hypothesis
-from recon.pipeline.run_common import stage_distiller
+from recon.pipeline.run_setup import stage_distiller
 from recon.render.cameras import random_cameras
 
 
@@ -77,4 +77,4 @@ def scaled_weight_overrides(config, stage1_factor: float, stage2_factor: float) 
     else:
         s0, a, b, s1 = w1
         v1 = [s0, float(a) * stage1_factor, float(b) * stage1_factor, s1]
-    return [f"stage1.weights.guidance={v1}", f"stage2.w_guidance={float(config.stage2.w_guidance) * stage2_factor}"]
+    return [f"stage1.weights.guidance={v1}", f"stage2.weights.guidance={float(config.stage2.weights.guidance) * stage2_factor}"]

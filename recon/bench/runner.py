@@ -193,17 +193,17 @@ class BenchRun:
         p = self.pipeline
         watch = Stopwatch()
         p.resumed = False
-        # Same kernels as ``recon run`` (run_common.execute), so a bench run is bit-reproducible on CPU.
+        # Same kernels as ``recon run`` (staged_run.execute), so a bench run is bit-reproducible on CPU.
         with PeakMemory() as memory, graceful_interrupt() as stop, reproducible_kernels(p.device):
             p.check_folder()
             with watch("stage1"):
                 stage1 = p.stage1(stop)
             with watch("stage2"):
-                meshes = p.stage2(stage1, stop)
+                stage2 = p.stage2(stage1, stop)
             with watch("evaluate"):
-                hypotheses, hyp_points = self._save_and_score(meshes)
+                hypotheses, hyp_points = self._save_and_score(stage2.meshes)
         geo = geometry_metrics(hyp_points, self.gt, self.settings.tau)
-        g1, g2 = p.stage1_guidance.stats, p.stage2_guidance.stats
+        g1, g2 = stage1.guidance.stats, stage2.guidance.stats
         result: dict[str, Any] = {
             "schema": RESULT_SCHEMA,
             "run_hash": p.hash,

@@ -29,6 +29,11 @@ def _is_the_cli() -> bool:
 if _is_the_cli():
     with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
         signal.signal(signal.SIGINT, _interrupted_while_starting)
+    # torch's OpenMP threads spin while they wait for each other; beside another busy process that spinning
+    # steals the core the other thread needs, and the quick start's stage 1 ran 3.3x slower (docs/benchmarks.md,
+    # "Threads under load"). Passive waiting must be chosen before OpenMP starts, i.e. before torch is imported;
+    # a user's own OMP_WAIT_POLICY wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Shared CLI plumbing: seed-list parsing, clear one-line errors, progress bars."""
+"""Shared CLI plumbing: seed-list parsing, clear one-line errors, progress bars, weights on demand."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import click
 
@@ -80,3 +81,90 @@ def run_and_report(job: Callable[[Callable[[str, int, int], None]], object], out
         return
     click.echo(f"{len(result.hypotheses)} hypotheses in {result.out_dir} ({result.seconds:.0f} s"
                f"{', resumed' if result.resumed else ''}): open {result.out_dir / 'index.html'}")
+
+
+YES_OPTION = click.option("--yes", "-y", "assume_yes", is_flag=True,
+                          help="Download missing model weights without asking (for scripts and jobs).")
+
+
+def stdin_is_tty() -> bool:
+    """Whether there is a terminal to ask a question on."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def human_bytes(n: int) -> str:
+    """1234567 -> '1.2 MB' (decimal units, as the Hugging Face hub shows sizes)."""
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def ensure_weights(name_or_path: str | Path | None, assume_yes: bool, quiet: bool = False) -> None:
+    """Before a run: a zoo model whose weights are not on this machine is downloaded now, once the user
+    agrees (``--yes``, or ``y`` on a terminal), into ``$RECON_MODELS/<name>`` when set, else the Hugging
+    Face cache, with huggingface_hub's progress bars. Everything else (a folder, a present model, the
+    library prior) is left to the run. Every refusal is one ``error:`` line and exit status 1:
+
+    - ``RECON_OFFLINE=1`` / ``HF_HUB_OFFLINE=1``: what to fetch (repo, revision, size) and how;
+    - no terminal and no ``--yes``: rerun with ``--yes`` or run ``recon models pull NAME``;
+    - the hub unreachable or refusing: what to download by hand and where to put it.
+    """
+    if name_or_path is None:
+        return
+    from recon.priors.zoo import (
+        ZooError,
+        download_needed,
+        download_place,
+        download_plan,
+        offline_reason,
+        pull,
+    )
+
+    try:
+        entry = download_needed(name_or_path)
+    except ZooError as exc:
+        fail(str(exc))
+        return
+    if entry is None:
+        return
+    name, where = entry.name, download_place(entry)
+    what = f"{entry.hub_id} at revision {entry.revision} ({entry.size}; licence: {entry.licence})"
+    off = offline_reason()
+    if off:
+        fail(f"model {name!r} is not on this machine and {off} forbids downloading it: fetch {what}, by running "
+             f"`recon models pull {name}` without {off.split('=')[0]} (here, or on a machine with network and "
+             f"then copy {where} here)")
+        return
+    if not assume_yes and not stdin_is_tty():
+        fail(f"model {name!r} is not on this machine and there is no terminal to ask before downloading {what}: "
+             f"rerun with --yes to download it into {where}, or run `recon models pull {name}` first")
+        return
+    try:
+        plan = download_plan(entry)
+    except ZooError as exc:
+        fail(str(exc))
+        return
+    size = human_bytes(plan.bytes) if plan.files else "nothing"
+    click.echo(f"model {name!r} is not on this machine: {size} to download ({len(plan.files)} files of "
+               f"{entry.hub_id}@{entry.revision[:12]}) into {where}", err=True)
+    click.echo(f"licence: {entry.licence} (read it before use: https://huggingface.co/{entry.hub_id})", err=True)
+    try:
+        agreed = assume_yes or click.confirm("Download it now?", default=False, err=True)
+    except click.Abort:  # Ctrl-C or end of input at the question
+        agreed = False
+    if not agreed:
+        fail(f"model {name!r} was not downloaded: answer y, rerun with --yes, or run `recon models pull {name}`")
+        return
+    try:
+        path = pull(entry, progress=not quiet)
+    except ZooError as exc:
+        fail(str(exc))
+        return
+    except KeyboardInterrupt:
+        fail(f"interrupted while downloading {name!r}; run the same command again: the files already downloaded "
+             "are kept", 130)
+        return
+    click.echo(f"{name}: downloaded and verified at {path}", err=True)

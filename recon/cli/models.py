@@ -75,7 +75,8 @@ def list_models(quiet: bool, as_json: bool) -> None:
 @_QUIET
 @click.option("--json", "as_json", is_flag=True, help="Print {name, path, downloaded} as JSON.")
 def pull(name: str, dest: Path | None, force: bool, quiet: bool, as_json: bool) -> None:
-    """Download model NAME from the Hugging Face hub (resumable) and verify it."""
+    """Download model NAME from the Hugging Face hub and verify it (files already downloaded are kept;
+    a dropped connection is resumed, see docs/priors.md)."""
     from recon.priors.weights import WeightsError, verify_folder
     from recon.priors.zoo import ZooError, load_zoo, locate
     from recon.priors.zoo import pull as pull_model
@@ -93,7 +94,7 @@ def pull(name: str, dest: Path | None, force: bool, quiet: bool, as_json: bool) 
                 return
         if not (quiet or as_json):
             click.echo(f"downloading {name} ({entry.size}) from {entry.hub_id}@{entry.revision}; licence: {entry.licence}")
-        path = pull_model(entry, dest)
+        path = pull_model(entry, dest, progress=not (quiet or as_json))
     except ZooError as exc:
         fail(str(exc))
         return

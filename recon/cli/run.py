@@ -8,7 +8,7 @@ from typing import get_args
 
 import click
 
-from recon.cli.common import fail, progress_bars, run_and_report
+from recon.cli.common import YES_OPTION, ensure_weights, fail, progress_bars, run_and_report
 from recon.distill.factory import METHODS
 from recon.io.segment import SegmenterModel
 
@@ -18,13 +18,14 @@ def _segment_overrides(segmenter, segmenter_model) -> list[str]:
     return out + ([f"input.segment.model_path={segmenter_model}"] if segmenter_model else [])
 
 
-def _config(config_file, overrides, prior, hypotheses, seed, device, method):
+def _config(config_file, overrides, prior, hypotheses, seed, device, method, elevation=None):
     from recon.config import ConfigError, check_limits
     from recon.pipeline.recipes import image_config
 
     extra = list(overrides) + ([f"distill.method={method}"] if method else [])
     try:
-        config = image_config(config_file, extra, prior, hypotheses=hypotheses, seed=seed, device=device)
+        config = image_config(config_file, extra, prior, hypotheses=hypotheses, seed=seed, device=device,
+                              elevation=elevation)
         check_limits(config)
         return config
     except ConfigError as exc:
@@ -44,10 +45,16 @@ _COMMON = [
     click.option("--prior", default=None,
                  help="library (embedded, CPU), zero123, stable-zero123, a model-zoo name or a folder."),
     click.option("--method", type=click.Choice(METHODS), default=None, help="Distillation method (default dsd)."),
+    click.option("--elevation", type=click.FloatRange(-89.0, 89.0), default=None, metavar="DEG",
+                 help="Elevation of the input photo's camera in degrees, up from the object's horizon (config "
+                      "key `elevation`; default 5 for Zero-1-to-3 as in threestudio's recipes, 0 for the "
+                      "embedded library prior). It sets the input view of both stages and Zero-1-to-3's pose."),
     click.option("--segmenter", type=click.Choice(get_args(SegmenterModel)), default=None,
                  help="rembg model for photos without an alpha channel (default u2net)."),
     click.option("--segmenter-model", type=click.Path(path_type=Path), default=None,
-                 help="Local .onnx file of that rembg model (default: where rembg keeps it, $REMBG_HOME)."),
+                 help="Local .onnx file of that rembg model (default: where rembg keeps it, $REMBG_HOME; "
+                      "rembg downloads it there on first use)."),
+    YES_OPTION,
     click.option("--quiet", is_flag=True, help="No progress bars."),
     click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary."),
 ]
@@ -68,20 +75,20 @@ def common(fn):
 @click.option("--force", is_flag=True,
               help="With --from: reconstruct the input even if its sha256 differs from the recorded one.")
 @common
-def run(image, out_dir, from_json, force, hypotheses, seed, config_file, overrides, device, prior, method, segmenter,
-        segmenter_model, quiet, as_json):
+def run(image, out_dir, from_json, force, hypotheses, seed, config_file, overrides, device, prior, method, elevation,
+        segmenter, segmenter_model, assume_yes, quiet, as_json):
     """Reconstruct IMAGE into K textured meshes (GLB, OBJ+MTL+PNG, PLY), turntables, a contact sheet,
     index.html and run.json. Running the same command again resumes an interrupted run."""
     from recon.config import ConfigError
     from recon.io.errors import FileProblem
-    from recon.io.report import read_run_json
+    from recon.io.manifest import read_run_json
     from recon.pipeline.image_to_3d import ImageTo3DConfig, RunConflict, reconstruct
 
     if from_json is not None:
         from recon.pipeline.from_record import check_input_hash, recorded_config, recorded_input
 
         extra = _flag_overrides([*overrides, *_segment_overrides(segmenter, segmenter_model)], hypotheses, seed,
-                                device, method)
+                                device, method, elevation)
         try:
             record = read_run_json(from_json)
             recorded_image, sha = recorded_input(from_json, record.input)
@@ -95,19 +102,43 @@ def run(image, out_dir, from_json, force, hypotheses, seed, config_file, overrid
     else:
         if image is None:
             fail("give an IMAGE to reconstruct, or --from run.json", 2)
-        config = _config(config_file, [*overrides, *_segment_overrides(segmenter, segmenter_model)], prior, hypotheses, seed, device, method)
+        config = _config(config_file, [*overrides, *_segment_overrides(segmenter, segmenter_model)], prior, hypotheses, seed, device, method,
+                         elevation)
     out_dir = out_dir or Path("out") / Path(image).stem
+    _fetch_before_run(Path(image), config, assume_yes, quiet or as_json)
     run_and_report(lambda progress: reconstruct(image, config, out_dir, progress), out_dir, quiet, as_json,
                    (FileProblem, RunConflict, ValueError, RuntimeError, OSError))
 
 
-def _flag_overrides(overrides, hypotheses, seed, device, method) -> list[str]:
+def _fetch_before_run(image: Path, config, assume_yes: bool, quiet: bool) -> None:
+    """What the run will download, fetched before its progress bars start: the prior's weights (asked
+    first, see ensure_weights), then rembg's model for a photo without an alpha channel. A photo that
+    cannot be used is left to the run, which reports it before any download."""
+    from recon.io.errors import InputError
+    from recon.io.segment import fetch_rembg_model, photo_needs_segmenter, rembg_installed
+    from recon.pipeline.prior_setup import image_prior_model
+
+    seg = config.input.segment
+    try:
+        needs_rembg = photo_needs_segmenter(image, seg, config.input.max_pixels, config.input.min_side)
+    except InputError:
+        return
+    ensure_weights(image_prior_model(config.prior), assume_yes, quiet)
+    if needs_rembg and seg.model_path is None and rembg_installed():
+        try:
+            fetch_rembg_model(image, seg.model)
+        except InputError as exc:
+            fail(str(exc))
+
+
+def _flag_overrides(overrides, hypotheses, seed, device, method, elevation=None) -> list[str]:
     """Command-line changes to a run.json's config, as ``key=value`` overrides."""
     extra = list(overrides)
     extra += [f"hypotheses={hypotheses}"] if hypotheses else []
     extra += [f"seed={seed}"] if seed is not None else []
     extra += [f"device={device}"] if device else []
     extra += [f"distill.method={method}"] if method else []
+    extra += [f"elevation={elevation}"] if elevation is not None else []
     return extra
 
 
@@ -122,7 +153,7 @@ def _flag_overrides(overrides, hypotheses, seed, device, method) -> list[str]:
 @click.option("--gpus-per-image", type=float, default=None, help="With --ray: GPUs per image (default 1 on CUDA).")
 @common
 def batch(folder, out_root, shard, ray_address, gpus_per_image, hypotheses, seed, config_file, overrides, device,
-          prior, method, segmenter, segmenter_model, quiet, as_json):
+          prior, method, elevation, segmenter, segmenter_model, assume_yes, quiet, as_json):
     """Reconstruct every image in FOLDER. Finished images are skipped, a bad image is reported and the
     others go on; the summary table lists the failures (exit status 1 if any). With --ray, Ray spreads
     the images over the GPUs of a machine or a cluster."""
@@ -134,7 +165,11 @@ def batch(folder, out_root, shard, ray_address, gpus_per_image, hypotheses, seed
             raise ValueError
     except ValueError:
         fail(f"--shard {shard!r} is not I/N with 0 <= I < N", 2)
-    config = _config(config_file, [*overrides, *_segment_overrides(segmenter, segmenter_model)], prior, hypotheses, seed, device, method)
+    config = _config(config_file, [*overrides, *_segment_overrides(segmenter, segmenter_model)], prior, hypotheses, seed, device, method,
+                     elevation)
+    from recon.pipeline.prior_setup import image_prior_model
+
+    ensure_weights(image_prior_model(config.prior), assume_yes, quiet or as_json)
     try:
         if ray_address is not None:
             from recon.pipeline.ray_batch import reconstruct_batch_ray

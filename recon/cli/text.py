@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from recon.cli.common import fail, first_line, run_and_report
+from recon.cli.common import YES_OPTION, ensure_weights, fail, first_line, run_and_report
 from recon.distill.factory import METHODS
 
 
@@ -35,14 +35,16 @@ def default_out(prompt: str) -> Path:
 @click.option("--method", type=click.Choice(METHODS), default=None, help="Distillation method (default dsd).")
 @click.option("--from", "from_json", type=click.Path(path_type=Path), default=None,
               help="Reproduce the run a run.json of recon text describes (same prompt, config and seeds).")
+@YES_OPTION
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
-def text(prompt, prior, hypotheses, seed, config_file, overrides, out_dir, device, method, from_json, quiet, as_json):
+def text(prompt, prior, hypotheses, seed, config_file, overrides, out_dir, device, method, from_json, assume_yes, quiet,
+         as_json):
     """Make K textured meshes (GLB, OBJ+MTL+PNG, PLY) of PROMPT, with turntables, a contact sheet,
     index.html and run.json. Running the same command again resumes an interrupted run."""
     from recon.config import ConfigError, check_limits
     from recon.io.errors import FileProblem
-    from recon.pipeline.run_common import RunConflict
+    from recon.pipeline.staged_run import RunConflict
     from recon.pipeline.text_to_3d import text_to_3d
 
     extra = list(overrides) + ([f"distill.method={method}"] if method else [])
@@ -61,13 +63,16 @@ def text(prompt, prior, hypotheses, seed, config_file, overrides, out_dir, devic
     except (FileProblem, ValueError, RuntimeError) as exc:  # --prior / run.json problems (zoo, folder)
         fail(first_line(exc))
     out_dir = out_dir or default_out(prompt)
+    from recon.pipeline.text_prior import text_prior_model
+
+    ensure_weights(text_prior_model(config.prior), assume_yes, quiet or as_json)
     run_and_report(lambda progress: text_to_3d(prompt, config, out_dir, progress), out_dir, quiet, as_json,
                    (FileProblem, RunConflict, ValueError, RuntimeError, OSError))
 
 
 def _from_run_json(path: Path, prompt, extra, hypotheses, seed, device):
     """The prompt and config a recon text run.json recorded, with command-line changes on top."""
-    from recon.io.report import read_run_json
+    from recon.io.manifest import read_run_json
     from recon.pipeline.text_to_3d import TextTo3DConfig
 
     record = read_run_json(path)

@@ -37,7 +37,8 @@ class DistillConfig:
         delta_ratio: ASD/DSD: t₊ = t + u · delta_ratio · (t − t_min).
         delta_random: u ~ U(0, 1) when true, u = 1 (the paper) when false.
         delta_steps: if set, t₊ = t + delta_steps instead (Algorithm 2's δ = T / N_ddim).
-        plus_guidance_scale: CFG scale of the t₊ term (ASD, DSD); 1 = conditional branch only.
+        plus_guidance_scale: CFG scale of the t₊ term (ASD, DSD); 1 = conditional branch only (with
+            Perp-Neg: the conditional branch plus the Perp-Neg correction, as the DSD authors' code).
         ode_steps: DSD/sampling: DDIM steps of the trajectory grid.
         ode_spacing: grid layout (None: the prior scheduler's ``timestep_spacing``).
         ode_guidance_scale: CFG along the ODE (None: the prior's default).

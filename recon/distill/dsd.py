@@ -9,6 +9,10 @@ DDIM step from that grid point and one more network evaluation. Then
     x̂(τ) = √ᾱ_τ x_π + √(1 − ᾱ_τ) ε_ode           (τ ∈ {t, t₊})
     grad = w(t) [ε̂(x̂(t), t; s) − ε̂(x̂(t₊), t₊; s₊)]     (s₊ = 1: one network row)
 
+ε̂(·; s₊) is the prior's own guidance at scale s₊: with Stable Diffusion's Perp-Neg it is
+ε_u + s₊(e_pos + Σ_i w_i ⊥(e_i, e_pos)), so at s₊ = 1 the t₊ term keeps the Perp-Neg correction (and costs
+the unconditional and negative rows), as the authors' ``compute_grad_dsd`` does with ``use_perp_neg``.
+
 With the ``grid`` timestep schedule, ``sigma`` weighting, SGD at lr 1 and x_π initialised at the
 one-step prediction at T, the iterates are exactly DDIM's x0 predictions (paper, Appendix A).
 """

@@ -1,16 +1,20 @@
 """Object mask of a photo: its own alpha channel when that carries one, otherwise rembg.
 
 rembg is an optional extra (``pip install "recon[segment]"``) and is imported only when a photo
-needs it: its first import compiles numba kernels (~35 s on 2 cores, cached after that). Models are
-never downloaded here: the ``.onnx`` file is looked up where rembg keeps it (``$REMBG_HOME``, see
-:func:`rembg_model_candidates`) or given explicitly, and without one the error says which file to
-put where, or to pass an RGBA image instead.
+needs it: its first import compiles numba kernels (~35 s on 2 cores, cached after that). The model
+file is looked up where rembg keeps it (``$REMBG_HOME``, see :func:`rembg_model_candidates`) or given
+explicitly (``--segmenter-model PATH``); on first use a missing one is fetched by rembg's own code
+(the session class's ``download_models``: pooch, with a progress bar, checksum-checked, into
+``<rembg home>/models/<model>/``) and cached there. With ``RECON_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``
+nothing is downloaded; that, like a failed download, is one :class:`InputError` line saying which
+file to fetch from where (:data:`REMBG_MODEL_FILES`) and where to put it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -26,6 +30,17 @@ SegmenterModel = Literal[
     "birefnet-general", "birefnet-general-lite", "bria-rmbg",
 ]
 REMBG_RELEASES = "https://github.com/danielgatis/rembg/releases/tag/v0.0.0"
+REMBG_DOWNLOADS = "https://github.com/danielgatis/rembg/releases/download/v0.0.0"
+# The release file each model's rembg session downloads (rembg 2.0.86, ``rembg/sessions/*.py``); rembg
+# saves it as ``<model>.onnx``. tests/io/test_rembg_first_use.py checks these against rembg's own calls.
+REMBG_MODEL_FILES: dict[str, str] = {
+    "u2net": "u2net.onnx", "u2netp": "u2netp.onnx", "silueta": "silueta.onnx",
+    "isnet-general-use": "isnet-general-use.onnx", "isnet-anime": "isnet-anime.onnx",
+    "birefnet-general": "BiRefNet-general-epoch_244.onnx",
+    "birefnet-general-lite": "BiRefNet-general-bb_swin_v1_tiny-epoch_232.onnx",
+    "bria-rmbg": "bria-rmbg-2.0.onnx",
+}
+_TRUE = {"1", "ON", "YES", "TRUE"}  # how huggingface_hub reads boolean variables
 
 
 @dataclass
@@ -89,9 +104,38 @@ def rembg_model_candidates(model: str, env: dict[str, str] | None = None) -> lis
     return [(home / "models" / model / fname).expanduser(), (legacy / fname).expanduser()]
 
 
+def rembg_model_url(model: str) -> str:
+    """Where rembg downloads ``model`` from."""
+    return f"{REMBG_DOWNLOADS}/{REMBG_MODEL_FILES.get(model, model + '.onnx')}"
+
+
+def offline_reason(env: dict[str, str] | None = None) -> str:
+    """'' when downloads are allowed, else the switch that forbids them (``RECON_OFFLINE=1``, then
+    ``HF_HUB_OFFLINE=1``; recon.priors.zoo.offline_reason reads the same two for the priors' weights)."""
+    env = dict(os.environ) if env is None else env
+    for var in ("RECON_OFFLINE", "HF_HUB_OFFLINE"):
+        if env.get(var, "").upper() in _TRUE:
+            return f"{var}=1"
+    return ""
+
+
+def rembg_installed() -> bool:
+    return importlib.util.find_spec("rembg") is not None and importlib.util.find_spec("onnxruntime") is not None
+
+
+def _fetch_it_yourself(model: str, target: Path) -> str:
+    return (f"on a machine with network download {rembg_model_url(model)} and save it as {target} (or set "
+            "REMBG_HOME), pass --segmenter-model PATH, or pass an RGBA image whose alpha channel is the mask")
+
+
 def resolve_rembg_model(image_path: Path, model: str, model_path: Path | None = None,
                         env: dict[str, str] | None = None) -> Path:
-    """The ``.onnx`` file to use, or :class:`InputError` saying how to get one."""
+    """The ``.onnx`` file to use: ``model_path``, else the one rembg already has; never downloads.
+
+    :class:`InputError` when ``model_path`` is missing, or when rembg has no copy yet and downloads are off
+    (:func:`offline_reason`); with downloads on, a missing model raises :class:`FileNotFoundError` for
+    :func:`fetch_rembg_model` to fetch.
+    """
     if model_path is not None:
         model_path = Path(model_path).expanduser()
         if not model_path.is_file():
@@ -103,19 +147,64 @@ def resolve_rembg_model(image_path: Path, model: str, model_path: Path | None = 
     for path in candidates:
         if path.is_file():
             return path
-    raise InputError(
-        image_path,
-        f"has no alpha channel to use as the object mask and the background-removal model {model}.onnx "
-        f"is not on this machine (looked for {candidates[0]})",
-        f"download {model}.onnx from {REMBG_RELEASES} into {candidates[0].parent} (or set REMBG_HOME), "
-        "pass --segmenter-model PATH, or pass an RGBA image whose alpha channel is the mask")
+    off = offline_reason(env)
+    if off:
+        raise InputError(
+            image_path,
+            f"has no alpha channel to use as the object mask and the background-removal model {model}.onnx "
+            f"is not on this machine (looked for {candidates[0]}); {off} forbids downloading it",
+            _fetch_it_yourself(model, candidates[0]))
+    raise FileNotFoundError(candidates[0])
+
+
+def fetch_rembg_model(image_path: Path, model: str, env: dict[str, str] | None = None) -> Path:
+    """rembg's ``<model>.onnx``: the copy it already has, else downloaded now by rembg's own code (its
+    session class's ``download_models``: pooch with a progress bar and rembg's checksum) into
+    ``<rembg home>/models/<model>/``, where later runs find it. One :class:`InputError` line when
+    downloads are off or the download fails: which file, from where, where to put it. (``env`` is for the
+    lookup and the messages; rembg's download reads ``os.environ``.)"""
+    try:
+        return resolve_rembg_model(image_path, model, None, env)
+    except FileNotFoundError:
+        pass
+    target = rembg_model_candidates(model, env)[0]
+    try:
+        from rembg.sessions import sessions
+    except ImportError as exc:
+        raise InputError(image_path, f"rembg is not installed ({exc.name} missing)",
+                         'pip install "recon[segment]", or pass an RGBA image whose alpha channel is the mask') from exc
+    if model not in sessions:
+        raise InputError(image_path, f"rembg has no model named {model!r}", f"choose one of {', '.join(sorted(sessions))}")
+    import requests
+
+    print(f"rembg's background-removal model {model}.onnx is not on this machine: downloading "
+          f"{rembg_model_url(model)} into {target.parent} (first use; later runs reuse it)", file=sys.stderr)
+    try:
+        path = Path(sessions[model].download_models())
+    except (requests.RequestException, OSError, ValueError) as exc:  # network, disk, checksum mismatch
+        raise InputError(image_path, f"has no alpha channel to use as the object mask and the background-removal "
+                         f"model {model}.onnx could not be downloaded ({_short(exc)})",
+                         _fetch_it_yourself(model, target)) from exc
+    if not path.is_file():
+        raise InputError(image_path, f"rembg reported {path} for model {model} but wrote no file there",
+                         _fetch_it_yourself(model, target))
+    return path
+
+
+def photo_needs_segmenter(image_path: str | Path, config: SegmentConfig, max_pixels: int, min_side: int) -> bool:
+    """Whether :func:`segment` will run rembg on this photo (it reads the image: :class:`InputError` when
+    the photo cannot be used). Lets the CLI fetch rembg's model before its progress bars start."""
+    from recon.io.images import load_image
+
+    image = load_image(image_path, max_pixels=max_pixels, min_side=min_side)
+    return not (config.use_alpha and alpha_is_informative(image.alpha)) and not is_flat(image.rgb)
 
 
 class RembgSegmenter:
     """A loaded rembg model; call it on (H, W, 3) float RGB to get an (H, W) float mask in [0, 1].
 
     Build it once per run: loading the model is the slow part. The session reads exactly ``model_file``
-    (rembg's own lookup, which would try to download a missing model, is bypassed).
+    (from ``--segmenter-model``, or where :func:`fetch_rembg_model` found or put it).
     """
 
     def __init__(self, model: str, model_file: Path):
@@ -170,13 +259,16 @@ def segment(image: LoadedImage, config: SegmentConfig | None = None,
 
 def make_segmenter(image_path: Path, config: SegmentConfig,
                    env: dict[str, str] | None = None) -> RembgSegmenter:
-    """Resolve the model file (no download) and load it."""
-    if importlib.util.find_spec("rembg") is None or importlib.util.find_spec("onnxruntime") is None:
+    """The model file (``model_path``; else rembg's copy, fetched by rembg on first use) loaded."""
+    if not rembg_installed():
         raise InputError(image_path, "has no alpha channel to use as the object mask and background removal "
                          "(rembg) is not installed",
-                         'pip install "recon[segment]" and add a model (see docs/output-format.md), or pass '
+                         'pip install "recon[segment]" (its model is fetched on first use), or pass '
                          "an RGBA image whose alpha channel is the mask")
-    model_file = resolve_rembg_model(image_path, config.model, config.model_path, env)
+    if config.model_path is not None:
+        model_file = resolve_rembg_model(image_path, config.model, config.model_path, env)
+    else:
+        model_file = fetch_rembg_model(image_path, config.model, env)
     return RembgSegmenter(config.model, model_file)
 
 

@@ -13,9 +13,33 @@ the sphere half the time).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from recon.render.cameras import Cameras, camera_batch, random_cameras
+from recon.render.cameras import DEFAULT_DISTANCE, DEFAULT_FOVY, Cameras, camera_batch, random_cameras
+
+
+@dataclass
+class CameraSampling:
+    """Ranges of a stage's random guidance cameras (degrees; distance in world units), one spelling for
+    both stages (``stage1.cameras.*``, ``stage2.cameras.*``).
+
+    group: 1 = independent cameras; G > 1 = groups of G views sharing elevation, distance, fovy
+        and background colour, azimuths spread evenly over the range (360°/G apart over the full
+        circle) — MVDream needs G = 4 and views per step that are multiples of 4.
+    """
+
+    elevation_range: tuple[float, float] = (-10.0, 45.0)
+    azimuth_range: tuple[float, float] = (-180.0, 180.0)
+    distance_range: tuple[float, float] = (DEFAULT_DISTANCE, DEFAULT_DISTANCE)
+    fovy_range: tuple[float, float] = (DEFAULT_FOVY, DEFAULT_FOVY)
+    group: int = 1
+
+    def draw(self, n: int, generator: torch.Generator, resolution: int | tuple[int, int]) -> Cameras:
+        """``n`` cameras from these ranges (:func:`grouped_random_cameras`)."""
+        return grouped_random_cameras(n, generator, self.group, self.elevation_range, self.azimuth_range,
+                                      self.distance_range, self.fovy_range, resolution)
 
 
 def grouped_random_cameras(

@@ -47,7 +47,10 @@ def load_checkpoint(path: str | Path, stage: str, map_location: str | torch.devi
 
 
 # The keys a run's checkpoint state must hold, by the last part of its stage tag.
-REQUIRED_KEYS = {"stage1": ("stage", "guidance"), "stage2": ("stages",)}
+REQUIRED_KEYS = {"stage1": ("field", "guidance"), "stage2": ("stages",)}
+# Layouts of older recons, by the same part: a key only they hold. (Before one stage interface a run's stage-1
+# checkpoint nested the stage's state under "stage", beside "guidance"; now the stage's state holds both.)
+OLD_LAYOUTS = {"stage1": "stage"}
 
 
 def check_checkpoint(path: str | Path, stage: str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -55,7 +58,12 @@ def check_checkpoint(path: str | Path, stage: str, map_location: str | torch.dev
     file otherwise. Run on every checkpoint of a folder before any stage work, so a damaged one is
     refused before anything in the folder changes."""
     state = load_checkpoint(path, stage, map_location)
-    required = REQUIRED_KEYS.get(stage.rsplit("_", 1)[-1], ())
+    part = stage.rsplit("_", 1)[-1]
+    required = REQUIRED_KEYS.get(part, ())
+    old = OLD_LAYOUTS.get(part)
+    if isinstance(state, dict) and old in state and any(key not in state for key in required):
+        raise CheckpointError(f"{path}: a checkpoint of an older recon, which this one cannot resume; "
+                              "delete it to start that stage over")
     if not isinstance(state, dict) or any(key not in state for key in required):
         missing = [k for k in required if not isinstance(state, dict) or k not in state]
         raise CheckpointError(f"{path}: a damaged checkpoint (no {', '.join(map(repr, missing))} in it); "

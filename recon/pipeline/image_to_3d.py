@@ -23,24 +23,18 @@ import torch
 from recon.diffusion.timesteps import TimestepConfig
 from recon.distill.base import DistillConfig
 from recon.io.export import ExportConfig
+from recon.io.manifest import RunRecord, new_run_record
 from recon.io.prepare import InputConfig, prepare_input
-from recon.io.report import RunRecord, new_run_record, write_png
+from recon.io.report import write_png
+from recon.pipeline.known_views import KnownViews
 from recon.pipeline.prior_setup import ImagePriorConfig, build_image_prior
-from recon.pipeline.run_common import (
-    HypothesisResult,
-    Progress,
-    Reconstruction,
-    ReportConfig,
-    RunConflict,
-    StagedRun,
-    best_level,
-    config_hash,
-    density_max,
-    execute,
-    resolve_device,
-)
-from recon.pipeline.stage1_nerf import KnownViews, Stage1, Stage1Config
+from recon.pipeline.run_outputs import HypothesisResult, Progress, Reconstruction, ReportConfig
+from recon.pipeline.run_setup import config_hash, resolve_device
+from recon.pipeline.stage1_config import Stage1Config
+from recon.pipeline.stage1_nerf import Stage1
 from recon.pipeline.stage2_dmtet import Stage2Config, ViewTargets
+from recon.pipeline.staged_run import RunConflict, StagedRun, execute
+from recon.pipeline.surface_level import best_level, density_max
 from recon.render.cameras import DEFAULT_DISTANCE, DEFAULT_FOVY, camera_batch
 from recon.scene.dmtet import DMTet
 
@@ -89,8 +83,8 @@ class ImageTo3DConfig:
 
 class ImageTo3D(StagedRun):
     """One reconstruction, stage by stage (``reconstruct`` runs them all; the benchmark drives them
-    one at a time: ``prepare()``, ``stage1(stop)``, ``stage2(stage1, stop)``, ``export(meshes)``,
-    ``report(results, record)``). The shared machinery is :class:`~recon.pipeline.run_common.StagedRun`."""
+    one at a time: ``prepare()``, ``stage1(stop)``, ``stage2(stage1, stop)``, ``export(stage2.meshes)``,
+    ``report(results, record)``). The shared machinery is :class:`~recon.pipeline.staged_run.StagedRun`."""
 
     checkpoint_tag = "image_to_3d"
 
@@ -118,8 +112,13 @@ class ImageTo3D(StagedRun):
 
     def view_targets(self) -> ViewTargets:
         c = self.config
-        cam = camera_batch(c.elevation, 0.0, c.distance, c.fovy, tuple(self.rgba.shape[1:]))
-        return ViewTargets(cam, rgb=self.rgba[None, :3], mask=self.rgba[None, 3:])
+        rgba = self.rgba[None]
+        size = c.stage2.target_resolution
+        if size and size != rgba.shape[-1]:
+            # Area averaging keeps the mask's partial coverage at the edges (what antialiased alpha renders).
+            rgba = torch.nn.functional.interpolate(rgba, (size, size), mode="area")
+        cam = camera_batch(c.elevation, 0.0, c.distance, c.fovy, tuple(rgba.shape[2:]))
+        return ViewTargets(cam, rgb=rgba[:, :3], mask=rgba[:, 3:])
 
     def surface_level(self, stage1: Stage1, geometry: DMTet, density_fn, k: int) -> float:
         return self.pick_level(geometry, density_fn, k)

@@ -27,6 +27,14 @@ class ImagePriorConfig:
     library: LibraryPriorConfig = field(default_factory=LibraryPriorConfig)
 
 
+def image_prior_model(config: ImagePriorConfig) -> str | None:
+    """The zoo name or folder whose weights the run loads (None for the embedded library prior): ``path``,
+    else the zoo model of the kind (``zero123-xl`` or ``stable-zero123``)."""
+    if config.kind == "library":
+        return None
+    return config.path or ("stable-zero123" if config.kind == "stable-zero123" else "zero123-xl")
+
+
 def build_image_prior(config: ImagePriorConfig, backend: RasterBackend, device: str = "cpu",
                       reference: tuple[float, float, float] | None = None) -> Prior:
     """The prior of ``config``; ``reference`` is the input view (elevation°, azimuth°, distance)."""
@@ -35,4 +43,4 @@ def build_image_prior(config: ImagePriorConfig, backend: RasterBackend, device: 
         return LibraryPrior.from_folder(config.path, backend, config.library, **kwargs)
     from recon.priors.zero123 import load_zero123_prior
 
-    return load_zero123_prior(config.path, variant=config.kind, device=device)
+    return load_zero123_prior(image_prior_model(config), variant=config.kind, device=device)

@@ -4,7 +4,7 @@ A run folder holds everything the meshes are made of: ``checkpoints/stage2.pt`` 
 refined DMTet), ``checkpoints/stage1.pt`` (the coarse fields, whose colour the meshes carry) and
 ``run.json`` (the resolved config). :func:`export_run` rebuilds each hypothesis's final surface from
 them — no input photo, prompt or prior weights are needed — and runs the run's own export step
-(:func:`~recon.pipeline.run_common.export_hypotheses`: clean-up, decimation, UV unwrap, bake, files)
+(:func:`~recon.pipeline.run_outputs.export_hypotheses`: clean-up, decimation, UV unwrap, bake, files)
 with the recorded ``export`` settings and any ``export.KEY=VALUE`` overrides.
 
 Everything is checked and loaded before anything is written. Files are exported into a hidden
@@ -25,11 +25,12 @@ from typing import Any
 
 from recon.config import ConfigError, from_dict, merge_overrides, parse_override, to_dict
 from recon.io.errors import InputError, first_line
+from recon.io.manifest import RunRecord, read_run_json
 from recon.io.output_dir import ensure_writable_dir
-from recon.io.report import RunRecord, read_run_json
-from recon.pipeline.checkpoint import CheckpointError, load_checkpoint
+from recon.pipeline.checkpoint import CheckpointError, check_checkpoint
 from recon.pipeline.image_to_3d import ImageTo3D, ImageTo3DConfig
-from recon.pipeline.run_common import Progress, export_hypotheses, resolve_device
+from recon.pipeline.run_outputs import Progress, export_hypotheses
+from recon.pipeline.run_setup import resolve_device
 from recon.pipeline.stage1_nerf import field_from_state
 from recon.pipeline.stage2_dmtet import Stage2
 from recon.pipeline.text_to_3d import TextTo3D, TextTo3DConfig
@@ -126,11 +127,11 @@ def load_finished_run(run_dir: str | Path, overrides: Sequence[str] = ()) -> tup
     if not (ckpt / "stage2.pt").is_file():
         raise unfinished
     kept = recorded_hypotheses(record, config.hypotheses, run_dir / "run.json")
-    stage1 = load_checkpoint(ckpt / "stage1.pt", f"{kind.tag}_stage1")
-    stage2 = load_checkpoint(ckpt / "stage2.pt", f"{kind.tag}_stage2")
+    stage1 = check_checkpoint(ckpt / "stage1.pt", f"{kind.tag}_stage1")
+    stage2 = check_checkpoint(ckpt / "stage2.pt", f"{kind.tag}_stage2")
     backend = select_backend(config.backend, _device(config.device))
     try:
-        field = field_from_state(stage1["stage"])
+        field = field_from_state(stage1)
         states = stage2["stages"]
         if len(states) != len(kept):
             raise ValueError(f"holds {len(states)} hypotheses, run.json lists {len(kept)}")

@@ -26,24 +26,20 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from dataclasses import field as _field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from recon import seeding
 from recon.config import from_dict, to_dict
 from recon.pipeline import losses
-from recon.pipeline.camera_groups import check_group, grouped_random_cameras
-from recon.pipeline.checkpoint import load_checkpoint, save_checkpoint
-from recon.render.cameras import DEFAULT_DISTANCE, DEFAULT_FOVY, Cameras, camera_batch, rays
-from recon.scene.field import FieldConfig, RadianceField
-from recon.scene.occupancy import OccupancyConfig, OccupancyGrid
-from recon.scene.volume import LearnedBackground, VolumeConfig, render_rays, render_views
-
-STAGE = "stage1_nerf"  # checkpoint tag
+from recon.pipeline.camera_groups import check_group
+from recon.pipeline.known_views import KnownViews
+from recon.pipeline.stage1_config import Stage1Config, weight_at
+from recon.render.cameras import Cameras, camera_batch, rays
+from recon.scene.field import RadianceField
+from recon.scene.occupancy import OccupancyGrid
+from recon.scene.volume import LearnedBackground, render_rays, render_views
 
 # Random-stream purposes of stage 1 (see recon.seeding): one independent stream each.
 FIELD_INIT = "stage1_field_init"
@@ -52,127 +48,11 @@ REF_RAYS = "stage1_reference_rays"
 BACKGROUND = "stage1_background"
 OCCUPANCY = "stage1_occupancy"
 
-# A loss weight: a constant, or threestudio's ramp [start_step, start_value, end_value, end_step].
-Weight = float | list[float]
-
 GuidanceFn = Callable[[torch.Tensor, Cameras, int], torch.Tensor]
 """guidance(rgb (K·V, 3, H, W) in [0, 1] with gradients, cameras (K·V), step) -> scalar loss.
 
 Rows are hypothesis-major. Return the mean over rows (as ``recon.distill.sd_loss`` does); stage 1
 multiplies it by K so each hypothesis's gradient does not depend on K."""
-
-
-def weight_at(value: Weight, step: int) -> float:
-    """A scheduled weight at ``step``: a constant, or a linear ramp ``[s0, v0, v1, s1]`` (clamped)."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    if len(value) != 4:
-        raise ValueError(f"a weight schedule is [start_step, start_value, end_value, end_step], got {value}")
-    s0, v0, v1, s1 = (float(v) for v in value)
-    if step <= s0 or s1 <= s0:
-        return v0 if step <= s0 else v1
-    f = min((step - s0) / (s1 - s0), 1.0)
-    return v0 + (v1 - v0) * f
-
-
-@dataclass
-class LossWeights:
-    """Loss weights (DESIGN.md's coarse-NeRF column); each a constant or a ramp, see :func:`weight_at`."""
-
-    rgb: Weight = 500.0
-    mask: Weight = 50.0
-    guidance: Weight = 0.1
-    normal_smooth: Weight = 8.0
-    sparsity: Weight = 0.1
-    opaque: Weight = 0.1
-
-
-@dataclass
-class CameraSampling:
-    """Ranges of the random guidance cameras (degrees; distance in world units).
-
-    group: 1 = independent cameras; G > 1 = groups of G views sharing elevation, distance, fovy
-        and background colour, azimuths spread evenly over the range (360°/G apart over the full
-        circle) — MVDream needs G = 4 and batch sizes that are multiples of 4.
-    """
-
-    elevation_range: tuple[float, float] = (-10.0, 45.0)
-    azimuth_range: tuple[float, float] = (-180.0, 180.0)
-    distance_range: tuple[float, float] = (DEFAULT_DISTANCE, DEFAULT_DISTANCE)
-    fovy_range: tuple[float, float] = (DEFAULT_FOVY, DEFAULT_FOVY)
-    group: int = 1
-
-
-@dataclass
-class Stage1Config:
-    """Stage-1 optimisation.
-
-    Attributes:
-        steps: optimisation steps.
-        seed: stream seed; hypothesis k's streams are ``(seed, k, purpose)``. In a run (``recon run`` /
-            ``text``) this is an offset: the streams use ``stage1_stream_seed(run seed, stage1.seed)``
-            (:mod:`recon.pipeline.run_common`), so ``--seed`` reaches them.
-        lr: Adam learning rate of the fields (and the learned background).
-        adam_eps: Adam's ε; tiny (instant-ngp's choice for grids) so that steps do not depend on
-            the overall scale of the losses.
-        resolutions, batch_sizes, milestones: render schedule of the guidance views: before
-            ``milestones[0]`` render ``batch_sizes[0]`` views per hypothesis at ``resolutions[0]``²,
-            and so on (threestudio: 64/128/256 with 12/4/2).
-        reference_rays: rays per hypothesis per step drawn uniformly from all known views' pixels
-            (0 = every pixel of every known view, each step).
-        guidance_background: background of the guidance renders: ``white``; ``mixed`` (each view
-            white or a random colour with even odds, threestudio's zero123 recipe); ``random``;
-            ``learned`` (the field's learned background; needs ``volume.background: learned``).
-        Normals are rendered for the guidance views only while the normal-smooth weight is > 0.
-    """
-
-    steps: int = 600
-    seed: int = 0
-    lr: float = 0.01
-    adam_eps: float = 1e-15
-    field: FieldConfig = _field(default_factory=FieldConfig)
-    volume: VolumeConfig = _field(default_factory=VolumeConfig)
-    occupancy: OccupancyConfig = _field(default_factory=OccupancyConfig)
-    resolutions: list[int] = _field(default_factory=lambda: [64, 128, 256])
-    batch_sizes: list[int] = _field(default_factory=lambda: [12, 4, 2])
-    milestones: list[int] = _field(default_factory=lambda: [200, 300])
-    reference_rays: int = 4096
-    cameras: CameraSampling = _field(default_factory=CameraSampling)
-    guidance_background: Literal["white", "mixed", "random", "learned"] = "mixed"
-    weights: LossWeights = _field(default_factory=LossWeights)
-
-    def schedule(self, step: int) -> tuple[int, int]:
-        """(resolution, views per hypothesis) of the guidance renders at ``step``."""
-        if not (len(self.resolutions) == len(self.batch_sizes) == len(self.milestones) + 1):
-            raise ValueError("need len(resolutions) == len(batch_sizes) == len(milestones) + 1")
-        i = sum(1 for m in self.milestones if step >= m)
-        return int(self.resolutions[i]), int(self.batch_sizes[i])
-
-
-@dataclass
-class KnownViews:
-    """Targets at known cameras: cameras (N), rgb (N, 3, H, W) and mask (N, 1, H, W) in [0, 1], row 0 = top."""
-
-    cameras: Cameras
-    rgb: torch.Tensor
-    mask: torch.Tensor
-
-    def __post_init__(self) -> None:
-        n = len(self.cameras)
-        if self.rgb.dim() != 4 or self.rgb.shape[:2] != (n, 3):
-            raise ValueError(f"rgb must be ({n}, 3, H, W), got {tuple(self.rgb.shape)}")
-        if tuple(self.mask.shape) != (n, 1, *self.rgb.shape[2:]):
-            raise ValueError(f"mask must be ({n}, 1, H, W) like rgb, got {tuple(self.mask.shape)}")
-
-    @classmethod
-    def from_image(cls, rgba: torch.Tensor, elevation: float = 0.0, distance: float = DEFAULT_DISTANCE,
-                   fovy: float = DEFAULT_FOVY) -> KnownViews:
-        """One input photo (4, H, W) RGBA in [0, 1] seen from azimuth 0 at ``elevation``."""
-        if rgba.dim() != 3 or rgba.shape[0] != 4:
-            raise ValueError(f"expected an RGBA image (4, H, W), got {tuple(rgba.shape)}")
-        h, w = rgba.shape[1:]
-        cams = camera_batch(elevation, 0.0, distance, fovy, (h, w))
-        return cls(cams, rgba[None, :3].float(), rgba[None, 3:].float())
 
 
 @dataclass
@@ -188,15 +68,9 @@ class StepResult:
     seconds: float
 
 
-@dataclass
-class Stage1Result:
-    field: RadianceField
-    history: list[StepResult]
-    seconds: float
-
-
 class Stage1:
-    """K coarse radiance fields optimised together.
+    """K coarse radiance fields optimised together; a :class:`~recon.pipeline.stage.Stage` (step it with
+    :func:`~recon.pipeline.stage.run_stage`).
 
     Args:
         config: the stage's settings.
@@ -238,6 +112,12 @@ class Stage1:
             self._ref_d = d.reshape(-1, 3)
             self._ref_rgb = views.rgb.permute(0, 2, 3, 1).reshape(-1, 3)
             self._ref_mask = views.mask.permute(0, 2, 3, 1).reshape(-1, 1)
+
+    checkpoint_tag = "stage1_nerf"
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.steps
 
     @property
     def num_hypotheses(self) -> int:
@@ -281,11 +161,7 @@ class Stage1:
         of ``cameras.group`` views when that is > 1). Where the guidance pins the views to an anchor at
         ``step`` (``dsd-commit``'s commit phase) every view sits there; the streams advance the same."""
         c = self.config.cameras
-        drawn = Cameras.cat([
-            grouped_random_cameras(views, g, c.group, c.elevation_range, c.azimuth_range, c.distance_range,
-                                   c.fovy_range, resolution)
-            for g in self.generators[seeding.CAMERAS]
-        ])
+        drawn = Cameras.cat([c.draw(views, g, resolution) for g in self.generators[seeding.CAMERAS]])
         anchor_fn = getattr(self.guidance, "anchor_camera", None)
         anchor = None if anchor_fn is None or step is None else anchor_fn(step)
         if anchor is None:
@@ -344,23 +220,6 @@ class Stage1:
         return StepResult(step, {n: float(v.detach()) * k for n, v in terms.items()}, float(total.detach()),
                           renders, samples, time.perf_counter() - start)
 
-    def run(self, callback: Callable[[StepResult], None] | None = None, checkpoint: str | Path | None = None,
-            checkpoint_every: int = 0) -> Stage1Result:
-        """Step until ``config.steps``; with ``checkpoint``, save there every ``checkpoint_every``
-        steps (0 = never) and at the end."""
-        history = []
-        start = time.perf_counter()
-        while self.step_index < self.config.steps:
-            result = self.step()
-            history.append(result)
-            if callback is not None:
-                callback(result)
-            if checkpoint is not None and checkpoint_every > 0 and self.step_index % checkpoint_every == 0:
-                self.save(checkpoint)
-        if checkpoint is not None:
-            self.save(checkpoint)
-        return Stage1Result(self.field, history, time.perf_counter() - start)
-
     # ------------------------------------------------------------------------------ renders
     @torch.no_grad()
     def render(self, cameras: Cameras, resolution: int, normals: bool = False) -> dict[str, torch.Tensor]:
@@ -370,8 +229,9 @@ class Stage1:
 
     # --------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Everything a bit-identical resume needs: parameters, optimizer, step, occupancy, RNG."""
-        return {
+        """Everything a bit-identical resume needs: parameters, optimizer, step, occupancy, RNG, and the
+        guidance's own state (ε*, streams, trajectory cache) when it has one."""
+        state = {
             "config": to_dict(self.config),
             "hypotheses": list(self.hypotheses),
             "step": self.step_index,
@@ -381,6 +241,9 @@ class Stage1:
             "occupancy": self.occupancy.state_dict(),
             "generators": {p: [g.get_state() for g in gens] for p, gens in self.generators.items()},
         }
+        if hasattr(self.guidance, "state_dict"):
+            state["guidance"] = self.guidance.state_dict()  # type: ignore[union-attr]
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if tuple(state["hypotheses"]) != self.hypotheses:
@@ -393,24 +256,9 @@ class Stage1:
         for purpose, states in state["generators"].items():
             for g, s in zip(self.generators[purpose], states):
                 g.set_state(s)
+        if "guidance" in state and hasattr(self.guidance, "load_state_dict"):
+            self.guidance.load_state_dict(state["guidance"])  # type: ignore[union-attr]
         self.step_index = int(state["step"])
-
-    def save(self, path: str | Path) -> Path:
-        """Write :meth:`state_dict` atomically (:func:`recon.pipeline.checkpoint.save_checkpoint`)."""
-        return save_checkpoint(path, self.state_dict(), STAGE)
-
-    @classmethod
-    def load(cls, path: str | Path, views: KnownViews | None, guidance: GuidanceFn | None = None) -> Stage1:
-        """Rebuild a stage from a checkpoint written by :meth:`save` (config and hypotheses included).
-
-        Raises :class:`~recon.pipeline.checkpoint.CheckpointError` (one line naming the file) when
-        the file is missing, unreadable or not a stage-1 checkpoint.
-        """
-        state = load_checkpoint(path, STAGE)
-        config = from_dict(Stage1Config, state["config"])
-        stage = cls(config, views, state["hypotheses"], guidance)
-        stage.load_state_dict(state)
-        return stage
 
 
 def new_field(config: Stage1Config, hypotheses: Sequence[int]) -> RadianceField:
@@ -426,10 +274,3 @@ def field_from_state(state: dict[str, Any]) -> RadianceField:
     return field.requires_grad_(False)
 
 
-def downsample_views(views: KnownViews, size: int) -> KnownViews:
-    """Known views resized to ``size``² with area averaging (cameras rebuilt for the new size)."""
-    rgb = F.interpolate(views.rgb, size=(size, size), mode="area")
-    mask = F.interpolate(views.mask, size=(size, size), mode="area")
-    c = views.cameras
-    cams = camera_batch(c.elevation, c.azimuth, c.distance, c.fovy, size)
-    return KnownViews(cams, rgb, mask)

@@ -4,17 +4,23 @@ Each hypothesis keeps its own :class:`~recon.pipeline.stage2_dmtet.Stage2` (geom
 camera stream); every step their random views are concatenated hypothesis-major and handed to one
 guidance call, so the prior runs once for K hypotheses × V views × CFG branches. The guidance loss
 is the mean over rows times K, so each hypothesis gets the same gradient it would get alone.
+
+On the CPU the hypotheses' own work (surface extraction, rendering, regularisers, backward, Adam) runs
+on ``workers`` threads with one torch thread each: stage 2's tensors are too small for torch's intra-op
+threads to help (one thread was faster than two on the quick start, and two collapsed to 3.4x slower
+beside one busy process; docs/benchmarks.md), while whole hypotheses are independent graphs. The prior
+still runs once per step, on the calling thread, for all of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 
-from recon.pipeline.checkpoint import load_checkpoint, save_checkpoint
 from recon.pipeline.stage2_dmtet import Stage2
 from recon.render.cameras import Cameras
 
@@ -23,49 +29,101 @@ STAGE = "stage2_batch"
 BatchGuidance = Callable[[torch.Tensor, Cameras, int], torch.Tensor]
 
 
+def auto_workers(requested: int, device: torch.device | str, hypotheses: int) -> int:
+    """Threads for the hypotheses' own work: ``requested`` when > 0; otherwise one per usable CPU core
+    (at most one per hypothesis) on the CPU, and 1 on an accelerator, where the device does the work."""
+    if requested > 0:
+        return min(requested, hypotheses)
+    if torch.device(device).type != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, hypotheses))
+
+
 class Stage2Batch:
-    """Args: stages — one Stage2 per hypothesis (slot order = the guidance's hypothesis order);
+    """K stage-2 optimisations as one :class:`~recon.pipeline.stage.Stage` (step it with
+    :func:`~recon.pipeline.stage.run_stage`).
+
+    Args: stages — one Stage2 per hypothesis (slot order = the guidance's hypothesis order);
     guidance — ``guidance(rgb (K·V, 3, H, W), cameras, step) -> mean loss`` (e.g. DistillGuidance)."""
 
-    def __init__(self, stages: list[Stage2], guidance: BatchGuidance | None) -> None:
+    def __init__(self, stages: list[Stage2], guidance: BatchGuidance | None, workers: int = 1) -> None:
         if not stages:
             raise ValueError("need at least one stage")
+        if any(s._color_module is not None for s in stages):
+            workers = 1  # fine-tuned colour modules may share parameters: no concurrent backward into them
         self.stages = stages
         self.guidance = guidance
+        self.workers = max(1, min(int(workers), len(stages)))
+        self._pool: ThreadPoolExecutor | None = None
+
+    def _map(self, fn: Callable, items: Iterable) -> list:
+        items = list(items)
+        if self.workers == 1:
+            return [fn(x) for x in items]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="recon-stage2",
+                                            initializer=torch.set_num_threads, initargs=(1,))
+        return list(self._pool.map(fn, items))
+
+    def close(self) -> None:
+        """Stop the worker threads (a later step starts them again)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+            # The workers' set_num_threads(1) also set torch's process-wide default that new threads start
+            # from; put back the calling thread's own count.
+            torch.set_num_threads(torch.get_num_threads())
+
+    checkpoint_tag = STAGE
 
     @property
-    def step(self) -> int:
-        return self.stages[0].step
+    def step_index(self) -> int:
+        return self.stages[0].step_index
 
-    def train_step(self) -> list[dict[str, float]]:
-        begun = [s.begin_step() for s in self.stages]
-        terms = [t for _, t in begun]
-        total = sum(sum(t.values()) for t in terms)
-        if self.guidance is not None:
-            views = [s.guidance_views(mesh) for s, (mesh, _) in zip(self.stages, begun)]
-            rgb = torch.cat([v[0] for v in views])
-            cams = Cameras.cat([v[1] for v in views])
+    @property
+    def total_steps(self) -> int:
+        return self.stages[0].config.steps
+
+    def step(self) -> list[dict[str, float]]:
+        """One step of every hypothesis (one guidance call for all); returns their records."""
+        guided = self.guidance is not None
+
+        def begin(s: Stage2):
+            mesh, terms = s.begin_step()
+            return terms, (s.guidance_views(mesh) if guided else None)
+
+        begun = self._map(begin, self.stages)
+        terms = [t for t, _ in begun]
+        own = [sum(t.values()) for t in terms]  # each hypothesis's own terms, before guidance joins them
+        rgb_grads: list = [None] * len(self.stages)
+        if guided:
+            rgbs = [v[0] for _, v in begun]
+            cams = Cameras.cat([v[1] for _, v in begun])
             k = len(self.stages)
-            g = self.stages[0].config.w_guidance * k * self.guidance(rgb, cams, self.step)
-            total = total + g
+            g = self.stages[0].config.weights.guidance * k * self.guidance(torch.cat(rgbs), cams, self.step_index)
+            if g.requires_grad:
+                # The guidance loss's gradient on each hypothesis's render; each backward below then runs
+                # through one hypothesis's graph only, so the K backward passes are independent.
+                rgb_grads = list(torch.autograd.grad(g, rgbs))
             for t in terms:
                 t["guidance"] = (g / k).detach()
-        for s in self.stages:
-            s.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        return [s.apply(t) for s, t in zip(self.stages, terms)]
 
-    def run(self, steps: int, checkpoint: str | Path | None = None, checkpoint_every: int = 0,
-            callback: Callable[[int, list[dict[str, float]]], None] | None = None) -> None:
-        """Step until ``steps`` total; checkpoint every ``checkpoint_every`` steps and at the end."""
-        while self.step < steps:
-            records = self.train_step()
-            if callback is not None:
-                callback(self.step, records)
-            if checkpoint is not None and checkpoint_every and self.step % checkpoint_every == 0 and self.step < steps:
-                self.save(checkpoint)
-        if checkpoint is not None:
-            self.save(checkpoint)
+        def finish(i: int) -> dict[str, float]:
+            s = self.stages[i]
+            s.optimizer.zero_grad(set_to_none=True)
+            outputs, grads = [], []
+            if isinstance(own[i], torch.Tensor) and own[i].requires_grad:
+                outputs.append(own[i])
+                grads.append(torch.ones_like(own[i]))
+            if rgb_grads[i] is not None:
+                outputs.append(begun[i][1][0])
+                grads.append(rgb_grads[i])
+            if outputs:
+                torch.autograd.backward(outputs, grads)
+            return s.apply(terms[i])
+
+        return self._map(finish, range(len(self.stages)))
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"stages": [s.state_dict() for s in self.stages]}
@@ -80,9 +138,3 @@ class Stage2Batch:
             s.load_state_dict(st)
         if "guidance" in state and hasattr(self.guidance, "load_state_dict"):
             self.guidance.load_state_dict(state["guidance"])  # type: ignore[union-attr]
-
-    def save(self, path: str | Path) -> Path:
-        return save_checkpoint(path, self.state_dict(), STAGE)
-
-    def load(self, path: str | Path) -> None:
-        self.load_state_dict(load_checkpoint(path, STAGE))

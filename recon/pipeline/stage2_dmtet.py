@@ -3,17 +3,18 @@
 Each step extracts the mesh by marching tetrahedra, renders it through a rasteriser backend with colour from
 ``color_fn`` at every covered pixel's surface point, and minimises
 
-    w_rgb * MSE(rgb, target rgb) + w_mask * MSE(alpha, target mask)          (photometric, target views)
-  + w_guidance * guidance(rgb of random views, step)                        (e.g. the distiller's loss;
-                                                                              the views: guidance_cameras)
-  + w_normal_consistency * normal_consistency + w_laplacian * laplacian      (on the extracted mesh)
+    weights.rgb * MSE(rgb, target rgb) + weights.mask * MSE(alpha, target mask)   (photometric, target views)
+  + weights.guidance * guidance(rgb of random views, step)                       (e.g. the distiller's loss;
+                                                                                   the views: guidance_cameras)
+  + weights.normal_consistency * normal_consistency + weights.laplacian * laplacian   (on the extracted mesh)
 
 with Adam over the SDF and the deformation. Colour: ``color_fn`` is the stage-1 colour field. It is
 **frozen by default** (stage 2 refines geometry; the colour is read at the refined surface points and
 gradients still flow through the points into the geometry); with ``finetune_color=True`` and a
 ``torch.nn.Module`` colour field its parameters are optimised too, at ``lr_color``.
 
-Guidance views: ``guidance_views_per_step`` random cameras, or with ``camera_group = G > 1`` groups of G
+Guidance views: ``guidance_views_per_step`` random cameras from ``cameras`` (the same
+:class:`~recon.pipeline.camera_groups.CameraSampling` as stage 1's), or with ``cameras.group = G > 1`` groups of G
 views at one elevation spread evenly in azimuth (MVDream's 4 views 90° apart;
 :mod:`recon.pipeline.camera_groups`).
 
@@ -25,26 +26,35 @@ parameters, optimiser moments, step, that generator's state and torch's global R
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as nnf
 
-from recon.pipeline.camera_groups import check_group, grouped_random_cameras
-from recon.pipeline.checkpoint import load_checkpoint, save_checkpoint
+from recon.pipeline.camera_groups import CameraSampling, check_group
 from recon.render.backend import RasterBackend
-from recon.render.cameras import DEFAULT_DISTANCE, DEFAULT_FOVY, Cameras
+from recon.render.cameras import Cameras
 from recon.render.mesh_render import MeshRender, render_mesh
 from recon.scene.dmtet import DMTet
 from recon.scene.mesh import Mesh
 from recon.scene.mesh_regularizers import laplacian_smoothness, normal_consistency
 
-STAGE = "stage2_dmtet"
+STAGE = "stage2_dmtet"  # checkpoint tag
 
 ColorFn = Callable[[torch.Tensor], torch.Tensor]  # points (N, 3) -> colours (N, 3) in [0, 1]
 GuidanceFn = Callable[[torch.Tensor, int], torch.Tensor]  # rgb (B, 3, H, W) in [0, 1], step -> scalar loss
+
+
+@dataclass
+class Stage2Weights:
+    """Stage-2 loss weights (constants), spelled as stage 1's ``stage1.weights.*``."""
+
+    rgb: float = 1.0
+    mask: float = 1.0
+    guidance: float = 1.0
+    normal_consistency: float = 0.1
+    laplacian: float = 0.0
 
 
 @dataclass
@@ -57,22 +67,16 @@ class Stage2Config:
     lr_deform: float = 0.01
     lr_color: float = 1e-3
     finetune_color: bool = False
-    resolution: int = 128  # render size of guidance views (target views render at their own size)
+    resolution: int = 128  # render size of guidance views
+    target_resolution: int = 0  # render size of the input-view target (0 = the prepared input's own size)
     target_views_per_step: int = 4
     guidance_views_per_step: int = 4
-    camera_group: int = 1  # guidance views in groups of this many (4 for MVDream); 1 = independent
-    elevation_range: tuple[float, float] = (-10.0, 45.0)
-    azimuth_range: tuple[float, float] = (-180.0, 180.0)
-    distance: float = DEFAULT_DISTANCE
-    fovy: float = DEFAULT_FOVY
+    cameras: CameraSampling = field(default_factory=CameraSampling)  # guidance views (group 4 for MVDream)
     background: float = 1.0
-    w_rgb: float = 1.0
-    w_mask: float = 1.0
-    w_guidance: float = 1.0
-    w_normal_consistency: float = 0.1
-    w_laplacian: float = 0.0
+    weights: Stage2Weights = field(default_factory=Stage2Weights)
     seed: int = 0
-    checkpoint_every: int = 0  # 0 = only at the end of the stage
+    # Threads that step whole hypotheses side by side (0 = one per CPU core on the CPU, 1 on a GPU).
+    parallel_hypotheses: int = 0
 
 
 @dataclass
@@ -102,11 +106,14 @@ class ViewTargets:
 
 
 class Stage2:
-    """One stage-2 optimisation of a :class:`DMTet` (already initialised, e.g. ``init_from_density``).
+    """One stage-2 optimisation of a :class:`DMTet` (already initialised, e.g. ``init_from_density``); a
+    :class:`~recon.pipeline.stage.Stage` (step it with :func:`~recon.pipeline.stage.run_stage`).
 
     ``batched=True`` declares that a :class:`~recon.pipeline.stage2_batch.Stage2Batch` supplies the
     guidance, so a stage with neither targets nor its own guidance (text-to-3D) is allowed.
     """
+
+    checkpoint_tag = STAGE
 
     def __init__(
         self,
@@ -120,14 +127,14 @@ class Stage2:
     ):
         if targets is None and guidance is None and not batched:
             raise ValueError("stage 2 needs photometric targets, a guidance loss, or both")
-        check_group(config.guidance_views_per_step, config.camera_group, "stage2.guidance_views_per_step")
+        check_group(config.guidance_views_per_step, config.cameras.group, "stage2.guidance_views_per_step")
         self.config = config
         self.geometry = geometry
         self.color_fn = color_fn
         self.backend = backend
         self.targets = targets
         self.guidance = guidance
-        self.step = 0
+        self.step_index = 0
         self.generator = torch.Generator().manual_seed(config.seed)
         groups = [
             {"params": [geometry.sdf], "lr": config.lr_sdf},
@@ -142,6 +149,10 @@ class Stage2:
         self.optimizer = torch.optim.Adam(groups)
         self.history: list[dict[str, float]] = []
         self.guidance_cameras: Cameras | None = None  # the random views of the latest guidance call
+
+    @property
+    def total_steps(self) -> int:
+        return self.config.steps
 
     # ----------------------------------------------------------------- rendering
     def render(self, mesh: Mesh, cameras: Cameras, resolution: tuple[int, int]) -> MeshRender:
@@ -169,8 +180,7 @@ class Stage2:
     def guidance_views(self, mesh: Mesh) -> tuple[torch.Tensor, Cameras]:
         """This step's random views of ``mesh``: rgb (V, 3, H, W) with gradients, and their cameras."""
         c = self.config
-        cams = grouped_random_cameras(c.guidance_views_per_step, self.generator, c.camera_group, c.elevation_range,
-                                      c.azimuth_range, (c.distance, c.distance), (c.fovy, c.fovy), c.resolution)
+        cams = c.cameras.draw(c.guidance_views_per_step, self.generator, c.resolution)
         # Camera-conditioned guidance (e.g. Zero-1-to-3's relative pose) reads them from here.
         self.guidance_cameras = cams
         out = self.render(mesh, cams.to(device=mesh.vertices.device), (c.resolution, c.resolution))
@@ -182,19 +192,20 @@ class Stage2:
         c = self.config
         mesh = self.geometry.extract()
         if mesh.num_faces == 0:
-            raise RuntimeError(f"stage 2: the DMTet surface vanished at step {self.step} (every SDF value has "
+            raise RuntimeError(f"stage 2: the DMTet surface vanished at step {self.step_index} (every SDF value has "
                                "one sign); lower the learning rates or check the stage-1 density threshold")
         terms: dict[str, torch.Tensor] = {}
         if self.targets is not None:
             photo = self._photometric(mesh)
             if "rgb" in photo:
-                terms["rgb"] = c.w_rgb * photo["rgb"]
+                terms["rgb"] = c.weights.rgb * photo["rgb"]
             if "mask" in photo:
-                terms["mask"] = c.w_mask * photo["mask"]
-        if c.w_normal_consistency:
-            terms["normal_consistency"] = c.w_normal_consistency * normal_consistency(mesh.vertices, mesh.faces)
-        if c.w_laplacian:
-            terms["laplacian"] = c.w_laplacian * laplacian_smoothness(mesh.vertices, mesh.faces)
+                terms["mask"] = c.weights.mask * photo["mask"]
+        w = c.weights
+        if w.normal_consistency:
+            terms["normal_consistency"] = w.normal_consistency * normal_consistency(mesh.vertices, mesh.faces)
+        if w.laplacian:
+            terms["laplacian"] = w.laplacian * laplacian_smoothness(mesh.vertices, mesh.faces)
         return mesh, terms
 
     def finish_step(self, terms: dict[str, torch.Tensor], loss: torch.Tensor | None = None) -> dict[str, float]:
@@ -207,35 +218,19 @@ class Stage2:
     def apply(self, terms: dict[str, torch.Tensor]) -> dict[str, float]:
         """Step Adam on gradients already accumulated (e.g. by a batch of hypotheses' joint backward)."""
         self.optimizer.step()
-        self.step += 1
+        self.step_index += 1
         record = {k: float(v.detach()) for k, v in terms.items()}
         record["loss"] = float(sum(record.values()))
         self.history.append(record)
         return record
 
-    def train_step(self) -> dict[str, float]:
+    def step(self) -> dict[str, float]:
         """One optimisation step; returns the weighted loss terms as floats."""
         mesh, terms = self.begin_step()
         if self.guidance is not None:
             rgb, _ = self.guidance_views(mesh)
-            terms["guidance"] = self.config.w_guidance * self.guidance(rgb, self.step)
+            terms["guidance"] = self.config.weights.guidance * self.guidance(rgb, self.step_index)
         return self.finish_step(terms)
-
-    def run(self, steps: int | None = None, checkpoint_path: str | Path | None = None,
-            callback: Callable[[int, dict[str, float]], None] | None = None) -> Mesh:
-        """Train until ``steps`` (default config.steps) total steps; checkpoint every ``checkpoint_every``
-        steps and at the end when a path is given. Returns :meth:`mesh`."""
-        total = self.config.steps if steps is None else steps
-        while self.step < total:
-            record = self.train_step()
-            if callback is not None:
-                callback(self.step, record)
-            every = self.config.checkpoint_every
-            if checkpoint_path is not None and every and self.step % every == 0 and self.step < total:
-                self.save(checkpoint_path)
-        if checkpoint_path is not None:
-            self.save(checkpoint_path)
-        return self.mesh()
 
     @torch.no_grad()
     def mesh(self, with_colors: bool = True) -> Mesh:
@@ -250,7 +245,7 @@ class Stage2:
     # --------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         state = {
-            "step": self.step,
+            "step": self.step_index,
             "geometry": {k: v.detach().clone() for k, v in self.geometry.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(),
@@ -273,11 +268,5 @@ class Stage2:
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
-        self.step = int(state["step"])
+        self.step_index = int(state["step"])
         self.history = list(state.get("history", []))
-
-    def save(self, path: str | Path) -> Path:
-        return save_checkpoint(path, self.state_dict(), STAGE)
-
-    def load(self, path: str | Path) -> None:
-        self.load_state_dict(load_checkpoint(path, STAGE))

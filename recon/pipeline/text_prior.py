@@ -27,7 +27,7 @@ class TextPriorConfig:
     """The text prior of a run.
 
     kind: ``sd`` (Stable Diffusion 1.5 / 2.1-base, view-dependent prompts) or ``mvdream`` (4 views at
-        once; needs ``stage1.cameras.group`` and ``stage2.camera_group`` = 4, which its recipe sets).
+        once; needs ``stage1.cameras.group`` and ``stage2.cameras.group`` = 4, which its recipe sets).
     path: a diffusers folder or a model-zoo name; None = the zoo default for the kind.
     guidance_scale: CFG s of the main term, ε_u + s(ε_c − ε_u); None = the prior's default
         (SD 7.5, MVDream 7.0). The DSD ODE uses ``distill.ode_guidance_scale`` (None: the same default).
@@ -73,6 +73,11 @@ def text_prior_flag(value: str) -> dict[str, Any]:
     return {"kind": _ZOO_KIND[kind], "path": value}
 
 
+def text_prior_model(config: TextPriorConfig) -> str:
+    """The zoo name or folder whose weights the run loads: ``path``, else the zoo default of the kind."""
+    return config.path or DEFAULT_MODEL[config.kind]
+
+
 @contextlib.contextmanager
 def _no_transformers_progress() -> Iterator[None]:
     """Hide transformers' per-model "Loading weights" bars (stderr stays for recon's one error line)."""
@@ -96,7 +101,7 @@ def build_text_prior(config: TextPriorConfig, device: str = "cpu") -> Prior:
     from recon.priors.weights import WeightsError, detect_kind
     from recon.priors.zoo import resolve
 
-    resolved = resolve(config.path or DEFAULT_MODEL[config.kind])
+    resolved = resolve(text_prior_model(config))
     found = resolved.entry.kind if resolved.entry else detect_kind(resolved.path)
     if _ZOO_KIND.get(found) != config.kind:
         raise WeightsError(resolved.path, f"holds a {found} model, not {config.kind}",

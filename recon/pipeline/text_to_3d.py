@@ -1,7 +1,7 @@
 """Text to 3D: one prompt -> K textured meshes, one per hypothesis (DSD seed).
 
 The image pipeline's stages with a text prior and no known views
-(:class:`~recon.pipeline.run_common.StagedRun` holds the shared machinery):
+(:class:`~recon.pipeline.staged_run.StagedRun` holds the shared machinery):
 
 1. **Coarse NeRF** — K radiance fields shaped by the distiller alone at random views (no reference
    term; sparsity and opacity regularisers), one batched prior call per step for K hypotheses ×
@@ -29,18 +29,15 @@ import torch
 from recon.diffusion.timesteps import TimestepConfig
 from recon.distill.base import DistillConfig
 from recon.io.export import ExportConfig
-from recon.io.report import RunRecord, new_run_record
-from recon.pipeline.run_common import (
-    Progress,
-    Reconstruction,
-    ReportConfig,
-    StagedRun,
-    best_level,
-    config_hash,
-    execute,
-)
-from recon.pipeline.stage1_nerf import CameraSampling, LossWeights, Stage1, Stage1Config
-from recon.pipeline.stage2_dmtet import Stage2Config
+from recon.io.manifest import RunRecord, new_run_record
+from recon.pipeline.camera_groups import CameraSampling
+from recon.pipeline.run_outputs import Progress, Reconstruction, ReportConfig
+from recon.pipeline.run_setup import config_hash
+from recon.pipeline.stage1_config import LossWeights, Stage1Config
+from recon.pipeline.stage1_nerf import Stage1
+from recon.pipeline.stage2_dmtet import Stage2Config, Stage2Weights
+from recon.pipeline.staged_run import StagedRun, execute
+from recon.pipeline.surface_level import best_level
 from recon.pipeline.text_prior import TextPriorConfig, build_text_prior
 from recon.priors.base import Condition
 from recon.render.cameras import DEFAULT_DISTANCE, DEFAULT_FOVY, Cameras, camera_batch
@@ -56,7 +53,7 @@ class SurfaceLevelConfig:
     The stage-1 field is rendered (deterministically) from ``views`` cameras evenly spaced in azimuth
     at ``elevation``, ``resolution``² pixels; pixels with opacity above ``opacity`` are its
     silhouettes. The level — a fraction of the field's largest density — whose DMTet surface best
-    matches them (IoU over all views; :func:`~recon.pipeline.run_common.best_level`) is used: the
+    matches them (IoU over all views; :func:`~recon.pipeline.surface_level.best_level`) is used: the
     surface keeps what the coarse field shows as opaque. A field with no such pixel in any view is
     empty: that hypothesis gets no mesh (``run.json`` lists it under ``outputs.empty_hypotheses``)
     and the others go on; when every field is empty the run stops with one error line.
@@ -79,7 +76,7 @@ def _text_stage1() -> Stage1Config:
 
 def _text_stage2() -> Stage2Config:
     return Stage2Config(steps=400, tet_resolution=128, resolution=256, guidance_views_per_step=4,
-                        elevation_range=(-10.0, 60.0), w_guidance=1.0)
+                        cameras=CameraSampling(elevation_range=(-10.0, 60.0)), weights=Stage2Weights(guidance=1.0))
 
 
 @dataclass
@@ -141,9 +138,9 @@ class TextTo3D(StagedRun):
         if not self.prompt.strip():
             raise ValueError('the prompt is empty; describe the object, e.g. recon text "a wooden chair"')
         if c.prior.kind == "mvdream" and (c.stage1.cameras.group != MVDREAM_VIEWS
-                                          or c.stage2.camera_group != MVDREAM_VIEWS):
+                                          or c.stage2.cameras.group != MVDREAM_VIEWS):
             raise ValueError(f"MVDream denoises groups of {MVDREAM_VIEWS} views: set stage1.cameras.group="
-                             f"{MVDREAM_VIEWS} and stage2.camera_group={MVDREAM_VIEWS} (configs/text-to-3d-mvdream.yaml "
+                             f"{MVDREAM_VIEWS} and stage2.cameras.group={MVDREAM_VIEWS} (configs/text-to-3d-mvdream.yaml "
                              "does), with batch sizes that are multiples of 4")
         self.prior = build_text_prior(c.prior, self.device)
         self.hash = config_hash(c, prompt_sha256(self.prompt))

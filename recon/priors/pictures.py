@@ -59,3 +59,33 @@ def pictures(n: int, size: int = 16) -> tuple[list[str], torch.Tensor]:
         raise ValueError(f"between 1 and {len(PICTURES)} pictures are built in, not {n}")
     names = [name for name, _ in PICTURES[:n]]
     return names, torch.stack([picture(name, size) for name in names])
+
+
+def photo_like(size: int = 256) -> torch.Tensor:
+    """(3, size, size) float64 RGB in [0, 1]: a photo-like object on white, as a segmented input photo
+    looks after recentring — a shaded, textured vase-and-ball silhouette with a hard edge against the
+    white background, fine stripes (detail near the pixel scale), a specular highlight and a little
+    sensor noise (fixed seed). Used to measure preprocessing conventions where they differ most: at
+    silhouette edges and in fine texture."""
+    c = (torch.arange(size, dtype=torch.float64) + 0.5) / size * 2 - 1
+    y, x = torch.meshgrid(c, c, indexing="ij")  # y down
+    # Vase: radius varies with height; ball: a disc overlapping its right side.
+    radius = 0.32 + 0.12 * torch.sin(3.0 * (y + 0.2)) + 0.08 * (y > 0.35).to(torch.float64)
+    vase = (x.abs() < radius) & (y > -0.7) & (y < 0.75)
+    bx, by, br = x - 0.42, y - 0.38, 0.3
+    ball = (bx**2 + by**2) < br**2
+    # Lambertian shading from the upper left on a cylinder (vase) and a sphere (ball).
+    nx_v = (x / radius.clamp_min(1e-6)).clamp(-1, 1)
+    shade_v = (0.35 + 0.65 * (1 - nx_v**2).sqrt() * 0.8 - 0.25 * nx_v).clamp(0, 1)
+    nz_b = (1 - (bx**2 + by**2) / br**2).clamp_min(0).sqrt()
+    shade_b = (0.3 + 0.7 * (0.6 * nz_b - 0.5 * bx / br - 0.4 * by / br)).clamp(0, 1)
+    stripes = 0.5 + 0.5 * torch.sin(2 * torch.pi * (y * size / 6.0 + 2.0 * x))  # ~6-pixel period
+    vase_rgb = torch.stack([0.75 - 0.25 * stripes, 0.35 + 0.2 * stripes, 0.2 + 0.1 * stripes]) * shade_v
+    highlight = torch.exp(-(((bx + 0.1) ** 2 + (by + 0.12) ** 2) / 0.003))
+    ball_rgb = (torch.stack([0.15 + 0 * x, 0.35 + 0 * x, 0.8 + 0 * x]) * shade_b + highlight).clamp(0, 1)
+    img = torch.ones(3, size, size, dtype=torch.float64)
+    img = torch.where(vase, vase_rgb, img)
+    img = torch.where(ball, ball_rgb, img)
+    noise = torch.randn(3, size, size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    obj = (vase | ball).to(torch.float64)
+    return (img + 0.02 * noise * obj).clamp(0, 1)

@@ -171,8 +171,12 @@ class StableDiffusionPrior(DiffusersUNetPrior):
     def predict_noise(self, x_t: torch.Tensor, t: int | torch.Tensor, cond: Condition,
                       guidance_scale: float | torch.Tensor | None = None) -> torch.Tensor:
         """CFG ε_u + s(ε_c − ε_u); with Perp-Neg rows, ε_u + s(e_pos + Σ_i w_i ⊥(e_i, e_pos)),
-        e_pos = ε_pos − ε_u, e_i = ε_neg_i − ε_u (threestudio's formula). One network call either way;
-        rows with s == 1 evaluate the (blended) conditional branch only."""
+        e_pos = ε_pos − ε_u, e_i = ε_neg_i − ε_u (threestudio's formula). One network call either way.
+
+        The Perp-Neg formula holds at every s, s = 1 included: there ε = ε_pos + Σ_i w_i ⊥(e_i, e_pos),
+        the correction is kept (as the DSD authors' guidance computes its t₊ term, ``predict_noise(...,
+        guidance_scale=1.0)`` with ``use_perp_neg``). Only rows whose negatives all weigh 0 (overhead views)
+        reduce to the blended conditional branch at s = 1, one network row."""
         if "perp_neg" not in cond.tensors:
             return super().predict_noise(x_t, t, cond, guidance_scale)
         batch = x_t.shape[0]
@@ -183,8 +187,9 @@ class StableDiffusionPrior(DiffusersUNetPrior):
         s = self.default_guidance_scale if guidance_scale is None else guidance_scale
         s_vec = torch.as_tensor(s, dtype=torch.float64).to(x_t.device)
         s_vec = s_vec.expand(batch) if s_vec.ndim == 0 else s_vec
-        guided = (s_vec != 1).nonzero().flatten().cpu()
         weights = cond.tensors["perp_neg_weights"].cpu()
+        # Rows that need ε_u: CFG (s != 1) or a Perp-Neg correction (a negative with weight != 0), whatever s is.
+        guided = ((s_vec.cpu() != 1) | (weights != 0).any(dim=1)).nonzero().flatten()
         # Negative rows whose weight is 0 (overhead views) need no network evaluation.
         neg_rows = [(int(i), j) for i in guided for j in range(weights.shape[1]) if weights[i, j] != 0]
         ctx = cond.tensors["context"]

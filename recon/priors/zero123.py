@@ -13,11 +13,21 @@ pose of the target camera from the input view:
 (threestudio's ``zero123_guidance``; polar = 90° − elevation). Stable Zero123 replaces Δradius by
 the input view's absolute polar angle, radians(90° − elev_ref). The unconditional branch zeros both
 the projected context and the concatenated latent. Default CFG 3 (threestudio's zero123 configs).
+
+The CLIP image embedding is computed from the input view as the model was trained
+(:class:`Zero123ClipPreprocess`): the whole 256² image resized to 224² by bicubic interpolation with
+``align_corners=True`` and no antialiasing, then CLIP's mean/std — ``FrozenCLIPImageEmbedder.preprocess`` of
+the original code (cvlab-columbia/zero123, ``zero123/ldm/modules/encoders/modules.py``: kornia 0.6's
+``resize``, which is ``F.interpolate``), used unchanged by threestudio and kxhit's diffusers pipeline.
+Hugging Face's ``CLIPImageProcessor`` (antialiased resize of the shortest edge, centre crop) is what
+DreamGaussian feeds; it stays available as ``clip_input="hf"``.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,7 +49,52 @@ from recon.priors.speed import SpeedConfig, as_network_input, speed_of
 from recon.priors.weights import verify_folder
 
 Zero123Variant = Literal["zero123", "stable-zero123"]
+ClipInput = Literal["zero123", "hf"]
 DEFAULT_REFERENCE_DISTANCE = 3.8  # threestudio's zero123 configs: input view at distance 3.8
+
+
+@dataclass(frozen=True)
+class Zero123ClipPreprocess:
+    """Zero-1-to-3's CLIP input as the model was trained, on (B, 3, H, W) images in [0, 1]:
+
+        x = interpolate(2·img − 1, (size, size), bicubic, align_corners=True)   # no antialias, no crop
+        pixels = ((x + 1) / 2 − mean) / std
+
+    (``FrozenCLIPImageEmbedder.preprocess`` in cvlab-columbia/zero123 and threestudio's
+    ``extern/ldm_zero123``, kxhit's ``CLIP_preprocess``: kornia's ``resize`` with ``antialias=False``
+    is ``F.interpolate``; an image already at ``size`` is returned unchanged, as kornia does.) No clamp:
+    bicubic overshoot at silhouette edges is kept, as in training. Differentiable.
+    """
+
+    size: int = 224
+    mean: tuple[float, float, float] = ClipImagePreprocess.mean
+    std: tuple[float, float, float] = ClipImagePreprocess.std
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> Zero123ClipPreprocess:
+        """Size (the crop side), mean and std from a ``feature_extractor/preprocessor_config.json``."""
+        hf = ClipImagePreprocess.from_folder(folder)
+        return cls(hf.crop, hf.mean, hf.std)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = images * 2 - 1
+        if tuple(x.shape[-2:]) != (self.size, self.size):
+            x = F.interpolate(x, (self.size, self.size), mode="bicubic", align_corners=True)
+        x = (x + 1) / 2
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+
+def clip_preprocess_from_folder(folder: Path, clip_input: ClipInput = "zero123") -> Callable[[torch.Tensor],
+                                                                                               torch.Tensor]:
+    """``zero123``: :class:`Zero123ClipPreprocess` (as trained; the default); ``hf``: Hugging Face's
+    ``CLIPImageProcessor`` steps in torch (:class:`~recon.priors.components.ClipImagePreprocess`)."""
+    if clip_input == "zero123":
+        return Zero123ClipPreprocess.from_folder(folder)
+    if clip_input == "hf":
+        return ClipImagePreprocess.from_folder(folder)
+    raise ValueError(f"unknown CLIP input preprocessing {clip_input!r} (zero123, hf)")
 
 
 def zero123_pose(camera: torch.Tensor, reference: torch.Tensor, variant: Zero123Variant = "zero123") -> torch.Tensor:
@@ -79,7 +134,8 @@ class Zero123Prior(DiffusersUNetPrior):
         vae: ``AutoencoderKL`` (encodes renders and the input view).
         image_encoder: ``CLIPVisionModelWithProjection`` (image_embeds = the 768-d CLIP embedding).
         projection: Linear(CLIP dim + 4 -> cross-attention dim), the published ``cc_projection``.
-        clip_preprocess: CLIP's resize / crop / normalisation, in torch.
+        clip_preprocess: the CLIP input's resize and normalisation, in torch (default
+            :class:`Zero123ClipPreprocess`, as the model was trained).
         variant: pose-vector convention (``zero123`` or ``stable-zero123``).
         speed: how the parts were prepared.
         reference_distance: input-view distance when ``condition`` gets no ``reference``.
@@ -92,7 +148,7 @@ class Zero123Prior(DiffusersUNetPrior):
         vae: torch.nn.Module,
         image_encoder: torch.nn.Module,
         projection: torch.nn.Module,
-        clip_preprocess: ClipImagePreprocess | None = None,
+        clip_preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
         variant: Zero123Variant = "zero123",
         speed: SpeedConfig | None = None,
         reference_distance: float = DEFAULT_REFERENCE_DISTANCE,
@@ -103,7 +159,7 @@ class Zero123Prior(DiffusersUNetPrior):
             raise ValueError(f"unknown Zero-1-to-3 variant {variant!r} (zero123, stable-zero123)")
         self.image_encoder = image_encoder.eval().requires_grad_(False)
         self.projection = projection.eval().requires_grad_(False)
-        self.clip_preprocess = clip_preprocess or ClipImagePreprocess()
+        self.clip_preprocess = clip_preprocess or Zero123ClipPreprocess()
         self.variant: Zero123Variant = variant
         self.speed = speed or speed_of(self.unet)
         self.reference_distance = reference_distance
@@ -117,9 +173,11 @@ class Zero123Prior(DiffusersUNetPrior):
         timestep_spacing: str | None = None,
         reference_distance: float = DEFAULT_REFERENCE_DISTANCE,
         default_guidance_scale: float = 3.0,
+        clip_input: ClipInput = "zero123",
     ) -> Zero123Prior:
         """Load a Zero-1-to-3 diffusers folder (``unet/ vae/ image_encoder/ feature_extractor/
-        clip_camera_projection/ (or cc_projection/) scheduler/``), verified first."""
+        clip_camera_projection/ (or cc_projection/) scheduler/``), verified first. ``clip_input``: the
+        CLIP input preprocessing (:func:`clip_preprocess_from_folder`; ``zero123`` = as trained)."""
         from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import CLIPVisionModelWithProjection
 
@@ -132,7 +190,7 @@ class Zero123Prior(DiffusersUNetPrior):
             load_diffusers_model(AutoencoderKL, root / "vae", speed),
             load_transformers_model(CLIPVisionModelWithProjection, root / "image_encoder", speed),
             load_projection(root, speed),
-            ClipImagePreprocess.from_folder(root / "feature_extractor"),
+            clip_preprocess_from_folder(root / "feature_extractor", clip_input),
             variant, speed, reference_distance, default_guidance_scale,
         )
 
@@ -182,7 +240,9 @@ class Zero123Prior(DiffusersUNetPrior):
             image: (1, 3, H, W) RGB in [0, 1] on a white background (RGBA is composited on white).
             camera: (B, 3) or (3,) absolute target views (elevation°, azimuth°, distance).
             reference: the input view (elevation°, azimuth°, distance); default (0, 0,
-                ``reference_distance``).
+                ``reference_distance``), the default of threestudio's guidance classes. Runs pass the
+                run's input view (``elevation``, 0, ``distance``); the image recipe puts it at
+                threestudio's recipe value, elevation 5°.
         Returns:
             tensors ``context`` (B, 1, D), ``image_latent`` (B, 4, h, w) (expanded views of one
             encoding) and ``pose`` (B, 4) T; ``cameras`` the targets; ``shared`` the un-repeated

@@ -9,10 +9,17 @@ A model is looked for, in order:
 4. for a model shipped with recon (``local:`` in the zoo, e.g. ``toy-zero123``), its folder in the
    source tree (``models/<name>/``).
 
-``pull`` downloads the listed files with ``huggingface_hub`` (progress bars, resumable: an interrupted
-download continues from its ``.incomplete`` file) into ``$RECON_MODELS/<name>/`` when that variable
-is set, else into the Hugging Face cache. Where the hub cannot be reached it raises one
-:class:`ZooError` that says what to download and where to put it.
+``pull`` downloads the listed files with ``huggingface_hub``'s ``snapshot_download`` (progress bars)
+into ``$RECON_MODELS/<name>/`` when that variable is set, else into the Hugging Face cache. What
+"resumable" means with the pinned ``huggingface_hub`` 2.4: a connection dropped mid-file is resumed
+within the same call with an HTTP ``Range`` request; across runs (Ctrl-C, a failed run), the files
+already downloaded are kept and only the missing ones are fetched again, but a half-downloaded file
+starts over (the library deletes its unique temporary file). Where the hub cannot be reached it
+raises one :class:`ZooError` that says what to download and where to put it.
+
+``recon run`` / ``recon text`` fetch a missing zoo model on demand (:func:`download_needed`,
+:func:`download_plan`, :func:`offline_reason`; the question and ``--yes`` live in
+``recon.cli.common.ensure_weights``).
 """
 
 from __future__ import annotations
@@ -207,6 +214,113 @@ def missing_message(entry: ZooEntry) -> str:
             f"and put them, keeping their sub-folders, in {place}")
 
 
+def hf_cache_root() -> Path:
+    """The Hugging Face hub cache folder that downloads go to (the library's default when unset)."""
+    from huggingface_hub import constants
+
+    return Path(hf_cache_dir() or constants.HF_HUB_CACHE)
+
+
+def download_place(entry: ZooEntry) -> str:
+    """Where ``pull`` puts ``entry``: its ``$RECON_MODELS`` folder or the Hugging Face cache, in words."""
+    where = target_dir(entry)
+    return str(where) if where is not None else f"the Hugging Face cache ({hf_cache_root()})"
+
+
+_TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's own reading of boolean variables
+
+
+def offline_reason() -> str:
+    """'' when downloads are allowed, else which switch forbids them (``RECON_OFFLINE=1`` or
+    ``HF_HUB_OFFLINE=1``; recon.io.segment reads the same two for rembg's model)."""
+    from huggingface_hub import constants
+
+    if os.environ.get("RECON_OFFLINE", "").upper() in _TRUE:
+        return "RECON_OFFLINE=1"
+    if os.environ.get("HF_HUB_OFFLINE", "").upper() in _TRUE or constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE=1"
+    return ""
+
+
+def missing_files(entry: ZooEntry, folder: Path) -> list[str]:
+    """The entry's files (a glob pattern counts when it matches one file) that ``folder`` lacks."""
+    return [f for f in entry.files if not (any(p.is_file() for p in folder.glob(f)) if any(c in f for c in "*?[")
+                                           else (folder / f).is_file())]
+
+
+def download_needed(name_or_path: str | Path, zoo: Zoo | None = None) -> ZooEntry | None:
+    """The zoo entry to download before ``name_or_path`` can load, or None.
+
+    None for a folder, a name the zoo does not know (loading reports it), weights shipped with recon,
+    and a model that is found (``$RECON_MODELS`` first: a broken copy there is reported by loading, never
+    downloaded over). A Hugging Face cache snapshot that lacks some of the entry's files (an interrupted
+    download) needs the download: it fetches only what is missing.
+    """
+    zoo = zoo or load_zoo()
+    if str(name_or_path) not in zoo.names():
+        return None
+    entry = zoo.get(str(name_or_path))
+    if entry.local or not entry.hub_id:
+        return None
+    places = locate(entry)
+    if not places:
+        return entry
+    first = places[0]
+    return entry if first.source == "hf_cache" and missing_files(entry, first.path) else None
+
+
+@dataclass(frozen=True)
+class DownloadPlan:
+    """What a download of ``entry`` fetches: ``files`` not yet on this machine, ``bytes`` in all (as the hub
+    reports them)."""
+
+    entry: ZooEntry
+    files: tuple[str, ...]
+    bytes: int
+
+
+def download_plan(entry: ZooEntry) -> DownloadPlan:
+    """Ask the hub what a download of ``entry`` would fetch (huggingface_hub's dry run: a file listing and
+    one HEAD request per file, nothing written). Raises :class:`ZooError` (one line) when the hub cannot
+    be asked."""
+    from huggingface_hub import snapshot_download
+
+    dest = target_dir(entry)
+    kwargs = {"local_dir": str(dest)} if dest is not None else {"cache_dir": hf_cache_dir()}
+    try:
+        unreachable = _probe_hub()
+        if unreachable:
+            raise OSError(unreachable)
+        infos = snapshot_download(entry.hub_id, revision=entry.revision, allow_patterns=list(entry.files),
+                                  dry_run=True, **kwargs)
+    except _hub_errors() as exc:
+        raise _download_error(entry, exc, dest) from exc
+    todo = [i for i in infos if i.will_download]
+    return DownloadPlan(entry, tuple(sorted(i.filename for i in todo)), sum(i.file_size or 0 for i in todo))
+
+
+def _hub_errors() -> tuple[type[BaseException], ...]:
+    """What a hub download raises for network, HTTP and cache problems (huggingface_hub's errors are
+    OSErrors or ValueErrors; httpx2's transport errors can escape after its retries)."""
+    import httpx2
+
+    return (OSError, ValueError, httpx2.HTTPError)
+
+
+def _download_error(entry: ZooEntry, exc: BaseException, dest: Path | None) -> ZooError:
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    if isinstance(exc, (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError)):
+        return ZooError(f"{entry.hub_id}@{entry.revision}: the hub refused the download ({type(exc).__name__}); "
+                        f"accept the model's licence on https://huggingface.co/{entry.hub_id} and log in with "
+                        "`hf auth login`, or download the files by hand")
+    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return ZooError(f"cannot download {entry.name!r} ({reason}); on a machine with network, download "
+                    f"{', '.join(entry.files)} from https://huggingface.co/{entry.hub_id} (revision "
+                    f"{entry.revision}) and copy them, keeping their sub-folders, to "
+                    f"{dest or f'${ENV_MODELS}/{entry.name}/ on this machine'}")
+
+
 def _probe_hub(timeout: float = 5.0) -> str:
     """'' when the hub's host accepts a connection, else why not. Fails in seconds where
     ``huggingface_hub`` would retry for ~25 s; skipped (assumed reachable) behind a proxy."""
@@ -228,39 +342,34 @@ def _probe_hub(timeout: float = 5.0) -> str:
     return ""
 
 
-def pull(entry: ZooEntry, dest: Path | None = None) -> Path:
-    """Download ``entry``'s files (resumable) and verify them. Returns the model folder."""
+def pull(entry: ZooEntry, dest: Path | None = None, progress: bool = True) -> Path:
+    """Download ``entry``'s files and verify them. Returns the model folder.
+
+    ``progress``: huggingface_hub's own progress bars (shown on a terminal). Files already downloaded are
+    not fetched again; a dropped connection is resumed within the call (see the module docstring).
+    """
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
     if entry.local:
         raise ZooError(missing_message(entry) if not (entry.local_path and entry.local_path.is_dir()) else
                        f"model {entry.name!r} ships with recon ({entry.local_path}); there is nothing to download")
     dest = dest or target_dir(entry)
     kwargs = {"local_dir": str(dest)} if dest is not None else {"cache_dir": hf_cache_dir()}
-    unreachable = _probe_hub()
+    bars_were_off = are_progress_bars_disabled()
+    if not progress:
+        disable_progress_bars()
     try:
+        unreachable = _probe_hub()
         if unreachable:
             raise OSError(unreachable)
         path = Path(snapshot_download(entry.hub_id, revision=entry.revision, allow_patterns=list(entry.files),
                                       **kwargs))
-    except (GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError) as exc:
-        raise ZooError(f"{entry.hub_id}@{entry.revision}: the hub refused the download ({type(exc).__name__}); "
-                       f"accept the model's licence on https://huggingface.co/{entry.hub_id} and log in with "
-                       "`hf auth login`, or download the files by hand") from exc
-    except (OfflineModeIsEnabled, LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        reason = unreachable or f"the Hugging Face hub is not reachable: {type(exc).__name__}"
-        raise ZooError(f"cannot download {entry.name!r} ({reason}); on a machine with network, download "
-                       f"{', '.join(entry.files)} from https://huggingface.co/{entry.hub_id} (revision "
-                       f"{entry.revision}) and copy them, keeping their sub-folders, to "
-                       f"{dest or f'${ENV_MODELS}/{entry.name}/ on this machine'}") from exc
+    except _hub_errors() as exc:
+        raise _download_error(entry, exc, dest) from exc
+    finally:
+        if not progress and not bars_were_off:
+            enable_progress_bars()
     try:
         verify_folder(path, entry.kind)
     except WeightsError as exc:

@@ -35,7 +35,7 @@ def test_scaled_weight_overrides_scale_constants_and_ramps():
     base = image_config(None, [])
     assert scaled_weight_overrides(base, 2.0, 10.0) == [
         f"stage1.weights.guidance={float(base.stage1.weights.guidance) * 2.0}",
-        f"stage2.w_guidance={float(base.stage2.w_guidance) * 10.0}"]
+        f"stage2.weights.guidance={float(base.stage2.weights.guidance) * 10.0}"]
     ramp = from_dict(ImageTo3DConfig, merge_overrides(to_dict(base), ["stage1.weights.guidance=[0, 1.0, 4.0, 100]"]))
     over = scaled_weight_overrides(ramp, 3.0, 1.0)
     scaled = from_dict(ImageTo3DConfig, merge_overrides(to_dict(ramp), over))

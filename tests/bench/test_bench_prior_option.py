@@ -17,7 +17,7 @@ from recon.bench.cases import RunSpec, Variant
 from recon.bench.runner import run_folder
 from recon.cli import main
 from recon.config import ConfigError
-from recon.pipeline.run_common import config_hash
+from recon.pipeline.run_setup import config_hash
 
 
 class _Stop(Exception):

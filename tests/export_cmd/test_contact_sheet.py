@@ -11,7 +11,8 @@ from PIL import Image
 
 from recon.io.report import SHEET_VIEWS, views_sheet, write_contact_sheet
 from recon.pipeline.image_to_3d import ImageTo3DConfig
-from recon.pipeline.run_common import HypothesisResult, StagedRun
+from recon.pipeline.run_outputs import HypothesisResult
+from recon.pipeline.staged_run import StagedRun
 from recon.scene.mesh import Mesh
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -8,13 +8,12 @@ import json
 import numpy as np
 from PIL import Image
 
+from recon.io.manifest import RunRecord, write_run_json
 from recon.io.report import (
     HypothesisEntry,
-    RunRecord,
     _label_strip,
     index_html,
     write_contact_sheet,
-    write_run_json,
 )
 
 

@@ -11,17 +11,14 @@ import pytest
 from PIL import Image
 
 from recon.io.errors import InputError
+from recon.io.manifest import RUN_SCHEMA, new_run_record, read_run_json, write_run_json
 from recon.io.prepare import InputConfig
 from recon.io.report import (
-    RUN_SCHEMA,
     HypothesisEntry,
     contact_sheet,
-    new_run_record,
-    read_run_json,
     seed_labels,
     write_contact_sheet,
     write_index_html,
-    write_run_json,
     write_turntable,
 )
 from recon.priors.base import EvalCounter

@@ -18,6 +18,7 @@ from recon.io.segment import (
     SegmentConfig,
     alpha_is_informative,
     rembg_model_candidates,
+    rembg_model_url,
     resolve_rembg_model,
     segment,
 )
@@ -57,10 +58,12 @@ SEGMENT_EXTRA = all(importlib.util.find_spec(m) is not None for m in ("rembg", "
 @pytest.mark.skipif(not SEGMENT_EXTRA, reason='needs the optional "segment" extra (rembg, onnxruntime): without it '
                     "the error is the not-installed one (test_photo_without_alpha_when_rembg_is_not_installed)")
 def test_opaque_photo_without_model_says_how_to_get_one(tmp_path, monkeypatch):
-    """The real lookup (no mock): an empty REMBG_HOME, an RGB photo -> one line naming the image, the file
-    to download and where to put it, and the RGBA alternative."""
+    """The real lookup (no mock), offline: an empty REMBG_HOME, an RGB photo -> one line naming the image,
+    the file to download, from where and where to put it, and the RGBA alternative. (Online, rembg fetches
+    it on first use: tests/io/test_rembg_first_use.py.)"""
     home = tmp_path / "rembg-home"
     monkeypatch.setenv("REMBG_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("U2NET_HOME", raising=False)
     rgb = rgba_object()[..., :3].copy()
     Image.fromarray(rgb).save(tmp_path / "photo.jpg", quality=95)
@@ -70,6 +73,7 @@ def test_opaque_photo_without_model_says_how_to_get_one(tmp_path, monkeypatch):
     assert "\n" not in text and str(tmp_path / "photo.jpg") in text
     assert "u2net.onnx" in text and str(home / "models" / "u2net") in text
     assert "--segmenter-model" in text and "RGBA" in text
+    assert "HF_HUB_OFFLINE=1" in text and rembg_model_url("u2net") in text
     assert not home.exists()  # nothing downloaded, nothing created
 
 

@@ -34,7 +34,7 @@ def back_views(stage1_seed: int, extra: list[str] = ()) -> torch.Tensor:
         run = ImageTo3D(DRUM, config, Path(folder), None)
         run.prepare()
         run.check_folder()
-        stage = run.stage1(StopRequest())
+        stage = run.stage1(StopRequest()).stage
     cams = camera_batch(torch.full((K * len(BACK),), 30.0), torch.tensor(BACK * K), config.distance, config.fovy, 32)
     return stage.render(cams, 32)["rgb"].reshape(K, len(BACK), 3, 32, 32)
 

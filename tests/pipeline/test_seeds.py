@@ -51,7 +51,7 @@ def tiny_stage1(folder: Path, seed: int, steps: int, extra: tuple[str, ...] = ()
     run = ImageTo3D(IMAGE, config, folder, None)
     run.prepare()
     run.check_folder()
-    return run.stage1(StopRequest())
+    return run.stage1(StopRequest()).stage
 
 
 def streams(stage: Stage1) -> dict[str, list[torch.Tensor]]:

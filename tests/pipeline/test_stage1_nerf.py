@@ -11,8 +11,11 @@ from nerf_box_oracle import cast, chamfer_to_box
 
 from recon import seeding
 from recon.config import from_dict, load, to_dict
-from recon.pipeline.checkpoint import CheckpointError
-from recon.pipeline.stage1_nerf import KnownViews, Stage1, Stage1Config, weight_at
+from recon.pipeline.checkpoint import CheckpointError, load_checkpoint
+from recon.pipeline.known_views import KnownViews
+from recon.pipeline.stage import Stage, run_stage
+from recon.pipeline.stage1_config import Stage1Config, weight_at
+from recon.pipeline.stage1_nerf import Stage1
 from recon.render.cameras import Cameras, camera_batch, random_cameras, rays
 from recon.scene.isosurface import extract_mesh
 
@@ -58,13 +61,20 @@ def test_photometric_stage1_recovers_the_box_within_the_chamfer_bound():
     stage = Stage1(cfg, views, hypotheses=1)
     before = mesh_chamfer(stage)
     assert before > 2 * CHAMFER_BOUND  # the initial blob is far from the box: the test can fail
-    result = stage.run()
-    assert len(result.history) == 300
-    first, last = result.history[0].losses, result.history[-1].losses
+    history = run_with_history(stage)
+    assert len(history) == 300
+    first, last = history[0].losses, history[-1].losses
     assert last["mask"] < 0.2 * first["mask"] and last["rgb"] < 0.2 * first["rgb"]
     after = mesh_chamfer(stage)
     print(f"chamfer to the box: before {before:.4f}, after {after:.4f} (bound {CHAMFER_BOUND})")
     assert after < CHAMFER_BOUND
+
+
+def run_with_history(stage, **kw) -> list:
+    """Step ``stage`` to its end with the one loop; the step records."""
+    history: list = []
+    run_stage(stage, progress=lambda done, total, record: history.append(record), **kw)
+    return history
 
 
 def _guidance_to_grey(rgb: torch.Tensor, cameras: Cameras, step: int) -> torch.Tensor:
@@ -92,16 +102,19 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path):
     views = box_views(16)
     cfg = small_config(guidance_background="mixed")
     straight = Stage1(cfg, views, hypotheses=[0, 1], guidance=_guidance_to_grey)
-    straight.run()
+    assert isinstance(straight, Stage)
+    run_stage(straight)
 
     first = Stage1(cfg, views, hypotheses=[0, 1], guidance=_guidance_to_grey)
-    for _ in range(5):  # stop mid-way, between occupancy refreshes (every 3) and after the milestone (4)
-        first.step()
-    path = first.save(tmp_path / "stage1.ckpt")
+    path = tmp_path / "stage1.ckpt"
+    # stop mid-way, between occupancy refreshes (every 3) and after the milestone (4)
+    run_stage(first, until=5, checkpoint_path=path)
     del first
-    resumed = Stage1.load(path, views, guidance=_guidance_to_grey)
+    resumed = Stage1(cfg, views, hypotheses=[0, 1], guidance=_guidance_to_grey)
+    run_stage(resumed, until=5, checkpoint_path=path, resume=True)  # restores step 5: nothing left to run
     assert resumed.step_index == 5
-    resumed.run()
+    run_stage(resumed, checkpoint_path=path, resume=True)
+    assert load_checkpoint(path, Stage1.checkpoint_tag)["step"] == cfg.steps
     _state_equal(straight.state_dict(), resumed.state_dict())
     assert any(not torch.equal(p, q) for p, q in zip(straight.field.parameters(),
                                                      Stage1(cfg, views, [0, 1]).field.parameters()))
@@ -117,7 +130,7 @@ def test_guidance_gets_k_times_v_renders_hypothesis_major_with_each_hypothesis_c
     views = box_views(16)
     cfg = small_config(steps=6)
     stage = Stage1(cfg, views, hypotheses=[3, 5], guidance=guidance)
-    stage.run()
+    run_stage(stage)
     assert [s[5] for s in seen] == list(range(6))
     shapes = [s[0] for s in seen]
     assert shapes[:4] == [(4, 3, 16, 16)] * 4 and shapes[4:] == [(2, 3, 24, 24)] * 2  # K·V rows, milestone at 4
@@ -138,8 +151,8 @@ def test_a_hypothesis_trains_the_same_alone_or_in_a_batch():
     cfg = small_config(steps=5)
     alone = Stage1(cfg, views, hypotheses=[1], guidance=_guidance_to_grey)
     batch = Stage1(cfg, views, hypotheses=[0, 1], guidance=_guidance_to_grey)
-    alone.run()
-    batch.run()
+    run_stage(alone)
+    run_stage(batch)
     for a, b in zip(alone.field.parameters(), batch.field.parameters()):
         assert torch.allclose(a[0], b[1], atol=1e-5, rtol=1e-4)
     assert not torch.allclose(batch.field.grids[2][0], batch.field.grids[2][1])
@@ -151,8 +164,8 @@ def test_learned_background_trains_and_normals_feed_the_smoothness_term():
     cfg.volume.background = "learned"
     stage = Stage1(cfg, views, hypotheses=1, guidance=_guidance_to_grey)
     before = [p.detach().clone() for p in stage.background.parameters()]
-    result = stage.run()
-    assert {"rgb", "mask", "opaque", "guidance", "sparsity", "normal_smooth"} <= set(result.history[-1].losses)
+    history = run_with_history(stage)
+    assert {"rgb", "mask", "opaque", "guidance", "sparsity", "normal_smooth"} <= set(history[-1].losses)
     assert any(not torch.equal(a, b) for a, b in zip(before, stage.background.parameters()))
     out = stage.render(camera_batch([0.0, 30.0], [0.0, 90.0], 3.8, 20.0, 16), 16, normals=True)
     assert out["rgb"].shape == (1, 2, 3, 16, 16) and out["normal"].shape == (1, 2, 3, 16, 16)
@@ -184,15 +197,20 @@ def test_config_round_trips_and_takes_overrides(tmp_path):
 def test_checkpoint_errors_are_one_clear_line(tmp_path):
     views = box_views(16)
     with pytest.raises(CheckpointError, match="no checkpoint"):
-        Stage1.load(tmp_path / "missing.ckpt", views)
+        load_checkpoint(tmp_path / "missing.ckpt", Stage1.checkpoint_tag)
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match=r"bad\.ckpt"):
-        Stage1.load(bad, views)
+        run_stage(Stage1(small_config(), views), checkpoint_path=bad, resume=True)
     stage = Stage1(small_config(), views, hypotheses=[0, 1])
     other = Stage1(small_config(), views, hypotheses=[0, 2])
     with pytest.raises(ValueError, match="hypotheses"):
         other.load_state_dict(stage.state_dict())
+    # The one loop names the file when a checkpoint does not fit the stage.
+    saved = tmp_path / "s.ckpt"
+    run_stage(stage, until=1, checkpoint_path=saved)
+    with pytest.raises(CheckpointError, match=r"s\.ckpt: does not fit"):
+        run_stage(other, checkpoint_path=saved, resume=True)
 
 
 def test_known_views_validate_their_shapes():

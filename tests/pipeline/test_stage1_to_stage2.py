@@ -6,7 +6,9 @@ import torch
 from nerf_box_oracle import chamfer_to_box
 from test_stage1_nerf import THRESHOLD, box_views, mesh_chamfer
 
-from recon.pipeline.stage1_nerf import Stage1, Stage1Config
+from recon.pipeline.stage import run_stage
+from recon.pipeline.stage1_config import Stage1Config
+from recon.pipeline.stage1_nerf import Stage1
 from recon.pipeline.stage2_dmtet import Stage2, Stage2Config, ViewTargets
 from recon.render.cpu import CpuRasterizer
 from recon.scene.dmtet import DMTet
@@ -27,7 +29,7 @@ def test_stage2_from_stage1_tightens_the_chamfer_bound():
     cfg = Stage1Config(steps=300, reference_rays=2048, seed=0)
     cfg.volume.samples_per_ray = 32
     stage1 = Stage1(cfg, views, hypotheses=1)
-    stage1.run()
+    run_stage(stage1)
     first = mesh_chamfer(stage1)
     assert first < STAGE1_BOUND
 
@@ -37,6 +39,6 @@ def test_stage2_from_stage1_tightens_the_chamfer_bound():
     targets = ViewTargets(views.cameras, rgb=views.rgb, mask=views.mask)
     stage2 = Stage2(Stage2Config(steps=150, tet_resolution=48, seed=0), geometry, field.color_fn(0), CpuRasterizer(),
                     targets=targets)
-    second = main_component_chamfer(stage2.run())
+    second = main_component_chamfer(run_stage(stage2).mesh())
     print(f"Chamfer to the box: stage 1 (marching cubes at σ={THRESHOLD}) {first:.4f}, stage 2 {second:.4f}")
     assert second < 0.85 * first

@@ -8,8 +8,10 @@ import dataclasses
 import pytest
 import torch
 
-from recon.pipeline.camera_groups import grouped_random_cameras
-from recon.pipeline.stage1_nerf import CameraSampling, LossWeights, Stage1, Stage1Config
+from recon.pipeline.camera_groups import CameraSampling, grouped_random_cameras
+from recon.pipeline.stage import run_stage
+from recon.pipeline.stage1_config import LossWeights, Stage1Config
+from recon.pipeline.stage1_nerf import Stage1
 from recon.pipeline.stage2_dmtet import Stage2, Stage2Config
 from recon.render.cameras import Cameras, random_cameras
 from recon.render.cpu import CpuRasterizer
@@ -63,13 +65,11 @@ def test_without_views_guidance_alone_trains_every_hypothesis():
 
 def test_without_views_resume_is_bit_identical(tmp_path):
     straight = Stage1(small_config(steps=6), None, hypotheses=2, guidance=Recorder())
-    straight.run()
+    run_stage(straight)
     first = Stage1(small_config(steps=6), None, hypotheses=2, guidance=Recorder())
-    for _ in range(3):
-        first.step()
-    first.save(tmp_path / "s1.pt")
-    resumed = Stage1.load(tmp_path / "s1.pt", None, guidance=Recorder())
-    resumed.run()
+    run_stage(first, until=3, checkpoint_path=tmp_path / "s1.pt")
+    resumed = Stage1(small_config(steps=6), None, hypotheses=2, guidance=Recorder())
+    run_stage(resumed, checkpoint_path=tmp_path / "s1.pt", resume=True)
     for a, b in zip(straight.field.parameters(), resumed.field.parameters()):
         assert torch.equal(a, b)
 
@@ -115,7 +115,8 @@ def test_stage1_groups_cameras_and_backgrounds_per_hypothesis():
 def test_stage2_guidance_views_in_groups():
     geometry = DMTet(resolution=8)
     geometry.init_from_sdf(lambda p: p.norm(dim=-1) - 0.5)
-    cfg = Stage2Config(guidance_views_per_step=8, camera_group=4, resolution=16, elevation_range=(0.0, 30.0))
+    cfg = Stage2Config(guidance_views_per_step=8, cameras=CameraSampling(group=4, elevation_range=(0.0, 30.0)),
+                       resolution=16)
     stage = Stage2(cfg, geometry, lambda p: torch.ones_like(p) * 0.5, CpuRasterizer(), batched=True)
     rgb, cams = stage.guidance_views(geometry.extract())
     assert rgb.shape == (8, 3, 16, 16)

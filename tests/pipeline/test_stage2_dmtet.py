@@ -12,7 +12,8 @@ from scipy.spatial import cKDTree
 
 from recon.pipeline import stage2_dmtet
 from recon.pipeline.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from recon.pipeline.stage2_dmtet import STAGE, Stage2, Stage2Config, ViewTargets
+from recon.pipeline.stage import Stage, run_stage
+from recon.pipeline.stage2_dmtet import STAGE, Stage2, Stage2Config, Stage2Weights, ViewTargets
 from recon.render.cameras import camera_batch
 from recon.render.cpu import CpuRasterizer
 from recon.render.mesh_render import render_mesh
@@ -72,9 +73,9 @@ def test_stage2_tightens_the_chamfer_bound_of_a_coarse_initial_surface():
     geo.init_from_density(blurred_box_density, threshold=25.0)
     before = chamfer_to_box(geo.extract())
     cfg = Stage2Config(steps=100, target_views_per_step=4, lr_sdf=0.005, lr_deform=0.02,
-                       w_rgb=1.0, w_mask=1.0, w_normal_consistency=0.01, seed=0)
+                       weights=Stage2Weights(rgb=1.0, mask=1.0, normal_consistency=0.01), seed=0)
     stage = Stage2(cfg, geo, color_fn, CpuRasterizer(), targets=box_targets(64))
-    mesh = stage.run()
+    mesh = run_stage(stage).mesh()
     after = chamfer_to_box(mesh)
     spacing = geo.cell_size
     print(f"Chamfer to the true box: coarse init {before:.4f} -> after stage 2 {after:.4f} "
@@ -91,7 +92,7 @@ def small_stage(tmp_path=None, seed: int = 5, finetune: bool = False, guidance=N
     geo = DMTet(resolution=12, radius=1.0)
     geo.init_from_density(blurred_box_density, threshold=25.0, samples=20_000)
     cfg = Stage2Config(steps=6, target_views_per_step=2, guidance_views_per_step=2, resolution=24,
-                       w_laplacian=0.1, seed=seed, finetune_color=finetune)
+                       weights=Stage2Weights(laplacian=0.1), seed=seed, finetune_color=finetune)
     colour = color_fn
     if finetune:
         torch.manual_seed(0)
@@ -110,18 +111,18 @@ def random_guidance(rgb: torch.Tensor, step: int) -> torch.Tensor:
 def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, finetune):
     torch.manual_seed(11)
     straight = small_stage(finetune=finetune, guidance=random_guidance)
-    straight.run(6)
+    assert isinstance(straight, Stage)
+    run_stage(straight, until=6)
 
     torch.manual_seed(11)
     first = small_stage(finetune=finetune, guidance=random_guidance)
-    first.run(3)
     ckpt = tmp_path / "stage2.pt"
-    first.save(ckpt)
+    run_stage(first, until=3, checkpoint_path=ckpt)
     torch.manual_seed(999)  # a different process state; the checkpoint must restore what matters
     resumed = small_stage(finetune=finetune, guidance=random_guidance)
-    resumed.load(ckpt)
-    assert resumed.step == 3
-    resumed.run(6)
+    run_stage(resumed, until=3, checkpoint_path=ckpt, resume=True)
+    assert resumed.step_index == 3
+    run_stage(resumed, until=6)
 
     assert torch.equal(straight.geometry.sdf, resumed.geometry.sdf)
     assert torch.equal(straight.geometry.deform, resumed.geometry.deform)
@@ -142,7 +143,7 @@ def test_guidance_only_run_gets_rgb_images_and_moves_the_geometry():
 
     stage = small_stage(guidance=guidance, targets=False)
     sdf0 = stage.geometry.sdf.detach().clone()
-    stage.run(2)
+    run_stage(stage, until=2)
     cams = stage.guidance_cameras  # the views of the last guidance call, for camera-conditioned priors
     assert len(cams) == 2 and cams.resolution == (24, 24)
     assert ((cams.elevation >= -10) & (cams.elevation <= 45)).all()
@@ -153,12 +154,11 @@ def test_guidance_only_run_gets_rgb_images_and_moves_the_geometry():
 
 def test_checkpoints_every_n_steps_and_at_the_end(tmp_path):
     stage = small_stage()
-    stage.config.checkpoint_every = 2
     ckpt = tmp_path / "ck" / "stage2.pt"
     steps_on_disk = []
-    stage.run(5, checkpoint_path=ckpt,
-              callback=lambda step, rec: steps_on_disk.append(load_checkpoint(ckpt, STAGE)["step"]
-                                                              if ckpt.exists() else None))
+    run_stage(stage, until=5, checkpoint_path=ckpt, checkpoint_every=2,
+              progress=lambda step, total, rec: steps_on_disk.append(load_checkpoint(ckpt, STAGE)["step"]
+                                                                     if ckpt.exists() else None))
     # The callback runs before the step's checkpoint: after step 3 the file holds step 2, after 5 step 4.
     assert steps_on_disk == [None, None, 2, 2, 4]
     assert load_checkpoint(ckpt, STAGE)["step"] == 5  # end of stage
@@ -205,4 +205,59 @@ def test_a_vanished_surface_and_missing_losses_are_reported():
     with torch.no_grad():
         stage.geometry.sdf.fill_(1.0)
     with pytest.raises(RuntimeError, match="surface vanished"):
-        stage.train_step()
+        stage.step()
+
+
+def batch_guidance(rgb, cams, step: int) -> torch.Tensor:
+    """A fixed, non-uniform weighting of every row's pixels: a guidance loss that reaches every hypothesis."""
+    w = torch.rand(rgb.shape[1:], generator=torch.Generator().manual_seed(step))
+    return ((rgb - 0.3) ** 2 * w).mean()  # its gradient depends on each row's own render
+
+
+def joint_step(stages: list[Stage2]) -> None:
+    """Oracle: Stage2Batch's step written as the one joint loss it stands for (all hypotheses' terms plus
+    K times the mean guidance over their concatenated views), one backward, one Adam step each."""
+    begun = [s.begin_step() for s in stages]
+    views = [s.guidance_views(mesh) for s, (mesh, _) in zip(stages, begun)]
+    k = len(stages)
+    total = sum(sum(t.values()) for _, t in begun)
+    total = total + stages[0].config.weights.guidance * k * batch_guidance(torch.cat([v[0] for v in views]), None,
+                                                                     stages[0].step_index)
+    for s in stages:
+        s.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    for s, (_, t) in zip(stages, begun):
+        s.apply(t)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_batched_hypotheses_on_threads_step_as_the_joint_loss(workers):
+    from recon.pipeline.stage2_batch import Stage2Batch
+
+    def stages():
+        out = []
+        for seed in (1, 2, 3):
+            s = small_stage(seed=seed)
+            s.guidance = None
+            out.append(s)
+        return out
+
+    oracle = stages()
+    for _ in range(3):
+        joint_step(oracle)
+    batch = Stage2Batch(stages(), batch_guidance, workers=workers)
+    assert batch.workers == workers
+    assert isinstance(batch, Stage)
+    run_stage(batch, until=3)
+    batch.close()
+    for got, want in zip(batch.stages, oracle):
+        assert got.step_index == want.step_index == 3
+        torch.testing.assert_close(got.geometry.sdf, want.geometry.sdf, rtol=0, atol=0)
+        torch.testing.assert_close(got.geometry.deform, want.geometry.deform, rtol=0, atol=0)
+    assert torch.get_num_threads() == 1  # the workers' one-thread setting does not leak (one_torch_thread)
+
+
+def test_hypotheses_with_trained_colour_modules_are_stepped_one_at_a_time():
+    from recon.pipeline.stage2_batch import Stage2Batch
+
+    assert Stage2Batch([small_stage(finetune=True), small_stage(finetune=True)], None, workers=2).workers == 1

@@ -43,7 +43,7 @@ def test_prior_flag_resolves_to_the_toy_recipe():
     assert c.stage1.guidance_background == "white" and c.distill.method == "dsd-commit"
     # ... with the toy model's guidance weights
     assert c.stage1.weights.guidance == raw["stage1"]["weights"]["guidance"] == 1.0
-    assert c.stage2.w_guidance == raw["stage2"]["w_guidance"]
+    assert c.stage2.weights.guidance == raw["stage2"]["weights"]["guidance"]
     assert (c.stage1_timesteps.t_max, c.stage1_timesteps.t_min) == (0.85, 0.2)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import recon.pipeline.run_common as run_common
+import recon.pipeline.staged_run as staged_run
 from recon.diffusion.trajectory import TrajectoryCache
 from recon.pipeline.image_to_3d import reconstruct
 from tests.pipeline.test_image_to_3d_resume import IMAGE, _api_config, outputs
@@ -26,7 +26,7 @@ def test_stage2_reuses_stage1_trajectories(tmp_path, monkeypatch):
     config = _api_config()
     config = dataclasses.replace(config, distill=dataclasses.replace(config.distill, method="dsd"))
     reconstruct(IMAGE, config, tmp_path / "shared")
-    monkeypatch.setattr(run_common, "reuse_trajectories", lambda source, target: None)
+    monkeypatch.setattr(staged_run, "reuse_trajectories", lambda source, target: None)
     reconstruct(IMAGE, config, tmp_path / "separate")
 
     shared, separate = _evals(tmp_path / "shared"), _evals(tmp_path / "separate")

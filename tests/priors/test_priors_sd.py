@@ -119,9 +119,20 @@ def test_perp_neg_matches_a_hand_written_reference(sd_prior):
     bound = cfg_bound(eps_pos, eps_u, s) * (1 + sum(abs(float(w)) for ws in weights for w in ws))
     assert (eps - expected).abs().max() < bound
     assert (eps_pos - eps_u).abs().max() > 5 * bound  # not vacuous
-    # With s = 1 a row is its blended conditional prediction only.
+    # With s = 1 the Perp-Neg correction stays (ε_pos + Σ w ⊥(e_i, e_pos), the DSD authors' t₊ term); only the
+    # overhead row, whose negatives weigh 0, is its blended conditional prediction alone (no ε_u row for it).
+    calls, evals = prior.counter.snapshot()
     eps1 = prior.predict_noise(x, t, cond, 1.0)
-    assert (eps1 - eps_pos).abs().max() < network_bound(eps_pos)
+    assert prior.counter.snapshot() == (calls + 1, evals + 3 + 2 + 4)
+    assert (eps1[2] - eps_pos[2]).abs().max() < network_bound(eps_pos)
+    # float32 noise of each branch, the negatives' and ε_u's amplified by the weights (each enters e_i and e_pos)
+    bound1 = network_bound(eps_pos, eps_u) * (1 + 2 * sum(abs(float(w)) for ws in weights for w in ws))
+    for i in range(2):
+        e_pos = (eps_pos - eps_u)[i: i + 1]
+        accum = sum(w * _perp(unet(x[i: i + 1], t[i: i + 1], n_emb[None]) - eps_u[i: i + 1], e_pos)
+                    for w, n_emb in zip(weights[i], negatives[i]))
+        assert (eps1[i] - (eps_pos[i] + accum[0])).abs().max() < bound1
+        assert accum.abs().max() > 5 * bound1  # the correction is really there
 
 
 def test_encode_resizes_renders_and_keeps_gradients(sd_prior):

@@ -46,13 +46,17 @@ def test_context_is_cc_projection_of_clip_embedding_and_pose(zero123_folder, zer
 
 
 def test_clip_preprocessing_in_torch_matches_clip_image_processor(zero123_folder, zero123_prior, test_image):
+    """The ``clip_input="hf"`` path (DreamGaussian's); the default, as trained, is tested in
+    test_zero123_conventions.py."""
     from transformers import CLIPImageProcessor
+
+    from recon.priors.components import ClipImagePreprocess
 
     processor = CLIPImageProcessor.from_pretrained(zero123_folder / "feature_extractor")
     img = zero123_prior.prepare_image(test_image)
     as_uint8 = (img[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     expected = processor(images=as_uint8, return_tensors="pt").pixel_values
-    ours = zero123_prior.clip_preprocess(img)
+    ours = ClipImagePreprocess.from_folder(zero123_folder / "feature_extractor")(img)
     assert ours.shape == expected.shape
     # PIL's bicubic and torch's antialiased bicubic differ slightly at edges; colours must agree.
     assert (ours - expected).abs().mean() < 0.03

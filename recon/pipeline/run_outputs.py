@@ -1,0 +1,109 @@
+"""What a run leaves behind: per-hypothesis results, the exported meshes, and the report (turntables, contact
+sheet, ``index.html``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recon.io.export import ExportConfig, export_mesh
+from recon.io.report import (
+    SHEET_VIEWS,
+    HypothesisEntry,
+    write_contact_sheet,
+    write_index_html,
+    write_turntable,
+)
+from recon.render.backend import RasterBackend
+from recon.render.cameras import camera_batch
+from recon.render.mesh_render import render_mesh
+from recon.scene.mesh import Mesh
+
+Progress = Callable[[str, int, int], None]
+"""progress(label, done, total) of a run's stages ("stage 1 NeRF", "stage 2 DMTet", "export")."""
+
+
+@dataclass
+class ReportConfig:
+    """turntable_frames: frames per turntable; render_size: turntable / contact-sheet render side."""
+
+    turntable_frames: int = 24
+    render_size: int = 192
+    elevation: float = 15.0
+
+
+@dataclass
+class HypothesisResult:
+    index: int
+    seed: int
+    mesh: Mesh
+    paths: dict[str, Path]
+
+
+@dataclass
+class Reconstruction:
+    out_dir: Path
+    hypotheses: list[HypothesisResult]
+    run_json: Path
+    seconds: float
+    resumed: bool = False
+
+
+@dataclass
+class EmptyHypothesis:
+    """A hypothesis whose stage-1 field holds no surface, so it has no mesh (recorded in run.json)."""
+
+    index: int
+    reason: str
+
+
+def export_hypotheses(indices: list[int], meshes: list[Mesh], color_fns: dict[int, Callable], folder: Path,
+                      backend: RasterBackend, config: ExportConfig, seed: int,
+                      progress: Progress) -> list[HypothesisResult]:
+    """Export step of a run (and of ``recon export``): hypothesis ``indices[i]``'s raw surface
+    ``meshes[i]``, coloured by ``color_fns[indices[i]]``, to ``folder/hypothesis_<k>.<format>``."""
+    results = []
+    for i, (k, mesh) in enumerate(zip(indices, meshes)):
+        progress("export", i, len(meshes))
+        res = export_mesh(mesh, color_fns[k], folder, f"hypothesis_{k}", backend, config)
+        results.append(HypothesisResult(k, seed, mesh, dict(res.paths)))
+    progress("export", len(meshes), len(meshes))
+    return results
+
+
+def write_report(out: Path, config: Any, results: list[HypothesisResult], color_fns: dict[int, Callable],
+                 backend: RasterBackend, page: tuple[str, str | None, dict[str, Any]],
+                 empty: list[EmptyHypothesis], reproduce: str) -> None:
+    """Turntables, the contact sheet and index.html of a run's exported hypotheses in ``out``.
+
+    ``config`` is the run's (report, distance, fovy, distill.method, seed); ``page`` is (title, input image
+    file inside ``out`` or None, extra summary rows); ``reproduce`` the command named on the page."""
+    c = config
+    rc = c.report
+    n = rc.turntable_frames
+    sheet, entries = [], []
+    for res in results:
+        # The turntable's n frames, then the contact sheet's views, in one render call.
+        azim = torch.cat([torch.linspace(0, 360, n + 1)[:-1], torch.tensor(list(SHEET_VIEWS.values()))])
+        cams = camera_batch(torch.full((len(azim),), rc.elevation), azim, c.distance, c.fovy, rc.render_size)
+        with torch.no_grad():
+            frames = render_mesh(res.mesh, cams, backend, color_fn=color_fns[res.index]).rgb
+        frames = (frames.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+        gif = out / f"turntable_{res.index}.gif"
+        write_turntable(gif, list(frames[:n]))
+        sheet.append(frames[n:])
+        entries.append(HypothesisEntry(res.index, res.seed, gif.name,
+                                       {fmt: str(p.relative_to(out)) for fmt, p in res.paths.items()}))
+    write_contact_sheet(out / "contact_sheet.png", sheet, [r.seed for r in results],
+                        indices=[r.index for r in results], view_names=list(SHEET_VIEWS))
+    title, input_image, extra = page
+    summary = {"method": c.distill.method, "hypotheses": len(results), "seed": c.seed, **extra}
+    if empty:
+        summary["without a surface"] = ", ".join(f"#{e.index}" for e in empty)
+    write_index_html(out / "index.html", title, entries, "contact_sheet.png", input_image=input_image,
+                     summary=summary, reproduce=reproduce)
