@@ -362,7 +362,8 @@ def section_raster(args, figures: dict, limit_s: float) -> None:
 # ----------------------------------------------------------------------------------------- models
 def section_models(args, figures: dict, limit_s: float) -> None:
     from recon.priors.random_models import folder_parameters, published_parameters, write_model
-    from recon.priors.weights import WeightsError, verify_folder
+    from recon.priors.verify_folder import verify_folder
+    from recon.priors.weight_files import WeightsError
 
     size = "tiny" if args.dry_run else "full"
     folder = args.models_dir / ("zero123-xl" if size == "full" else "zero123-xl-tiny")

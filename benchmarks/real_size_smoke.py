@@ -60,7 +60,8 @@ PROMPT = "a wooden crate"
 def ensure_folder(name: str, models: Path, size: str = "full") -> tuple[Path, float]:
     """The random-weight folder of ``name`` under ``models`` (written unless a verified one is there)."""
     from recon.priors.random_models import write_model
-    from recon.priors.weights import WeightsError, verify_folder
+    from recon.priors.verify_folder import verify_folder
+    from recon.priors.weight_files import WeightsError
 
     folder = models / (name if size == "full" else f"{name}-{size}")  # "stable-…" runs as Stable Zero123
     if folder.is_dir():

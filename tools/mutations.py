@@ -179,6 +179,20 @@ MUTATIONS: list[Mutation] = [
         "_COARSE_STRIDE = 4000 ",
         ("tests/scene/test_dmtet_geometry.py::test_init_from_density_places_the_surface_at_the_threshold_and_redistances",),
     ),
+    Mutation(
+        "dsd-commit's endpoint target read one DDIM step before the ODE's end",
+        "recon/distill/committed.py",
+        "last = [len(self.grid) - 1] * len(rows)",
+        "last = [len(self.grid) - 2] * len(rows)",
+        ("tests/distill/test_dsd_gradient_oracle.py::test_dsd_commit_endpoint_pulls_toward_the_end_of_the_ode_of_eps_star",),
+    ),
+    Mutation(
+        "a Ctrl-C inside trimesh's imports swallowed (no hold around them)",
+        "recon/cli/__init__.py",
+        "if argv and argv[0] in HEAVY_COMMANDS:",
+        "if False:",
+        ("tests/cli/test_cli_ctrl_c_in_imports.py",),
+    ),
 ]
 
 

@@ -61,6 +61,12 @@ class ReconGroup(click.Group):
         if threading_main():
             signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
+            argv = sys.argv[1:] if args is None else list(args)
+            if argv and argv[0] in HEAVY_COMMANDS:
+                from recon.pipeline.interrupt import held_interrupt
+
+                with held_interrupt():  # trimesh swallows a KeyboardInterrupt raised inside its own imports
+                    import trimesh  # noqa: F401
             code = super().main(args, prog_name or "recon", complete_var, False, **extra)
         except click.exceptions.NoArgsIsHelpError as exc:
             click.echo(exc.ctx.get_help() if exc.ctx else "recon --help", err=True)
@@ -85,6 +91,10 @@ class ReconGroup(click.Group):
         except KeyboardInterrupt:  # one a command did not turn into its own line (click would add "Aborted!")
             click.echo("error: interrupted", err=True)
             sys.exit(130)
+
+
+# Commands that load the pipeline (and trimesh with it).
+HEAVY_COMMANDS = {"run", "batch", "text", "bench", "export", "distill2d", "train"}
 
 
 def threading_main() -> bool:

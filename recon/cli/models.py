@@ -77,7 +77,8 @@ def list_models(quiet: bool, as_json: bool) -> None:
 def pull(name: str, dest: Path | None, force: bool, quiet: bool, as_json: bool) -> None:
     """Download model NAME from the Hugging Face hub and verify it (files already downloaded are kept;
     a dropped connection is resumed, see docs/priors.md)."""
-    from recon.priors.weights import WeightsError, verify_folder
+    from recon.priors.verify_folder import verify_folder
+    from recon.priors.weight_files import WeightsError
     from recon.priors.zoo import ZooError, load_zoo, locate
     from recon.priors.zoo import pull as pull_model
 
@@ -117,7 +118,8 @@ def _say(quiet: bool, as_json: bool, line: str, summary: dict) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify(name_or_path: str, kind: str | None, quiet: bool, as_json: bool) -> None:
     """Check a model (zoo NAME or folder PATH): files present, safetensors only, shapes match."""
-    from recon.priors.weights import WeightsError, verify_folder
+    from recon.priors.verify_folder import verify_folder
+    from recon.priors.weight_files import WeightsError
     from recon.priors.zoo import ZooError, resolve
 
     try:

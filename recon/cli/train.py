@@ -46,7 +46,7 @@ def toy_zero123(out_dir, steps, seed, resume, checkpoints, vae_steps, batch_size
     import torch
 
     from recon.pipeline.interrupt import graceful_interrupt
-    from recon.priors.weights import WeightsError
+    from recon.priors.weight_files import WeightsError
     from recon.train import ToyZero123Config, TrainError, train_toy_zero123
 
     torch.set_num_threads(threads)

@@ -48,10 +48,12 @@ class DistillConfig:
         camera_bin: trajectory-cache key resolution for continuous cameras (0 = exact).
         cache: reuse trajectory levels across steps (False = the authors' recompute-every-step).
         sdi_inversion_steps, sdi_inversion_guidance: SDI's DDIM inversion.
-        commit_fraction, commit_pin_views, commit_follow, anchor, commit_inversion_steps,
+        commit_fraction, commit_pin_views, commit_target, commit_follow, anchor, commit_inversion_steps,
             commit_inversion_guidance: ``dsd-commit`` (:mod:`recon.distill.committed`): the share of
             a stage's steps whose guidance views are pinned (``commit_pin_views``) to the anchor
-            (elevation°, azimuth°) and follow its ODE; what guides every view after that (``sds``: SDS's
+            (elevation°, azimuth°) and follow its ODE — ``commit_target`` ``two_point``: DSD's gradient at
+            the ODE's current point; ``endpoint``: toward the ODE's end, the anchor view's sample; what guides
+            every view after that (``sds``: SDS's
             score on the committed render, the default; ``anchor``: DSD on the same one ODE; ``view``: DSD on
             the paper's per-view ODE from ε*; ``fresh``: DSD with new noise each step, as ASD; ``inversion``:
             DSD on the DDIM inversion of the view's own render, with the two inversion settings).
@@ -75,6 +77,7 @@ class DistillConfig:
     sdi_inversion_guidance: float = -7.5
     commit_fraction: float = 0.3
     commit_pin_views: bool = True
+    commit_target: Literal["two_point", "endpoint"] = "two_point"
     commit_follow: Literal["sds", "anchor", "view", "fresh", "inversion"] = "sds"
     anchor: tuple[float, float] = (30.0, 135.0)
     commit_inversion_steps: int = 4

@@ -7,30 +7,31 @@ per-view ODEs pick different family members at different cameras (``benchmarks/c
 the torn, half-transparent drum backs of ``docs/toy-world-benchmark.md``. This distiller keeps DSD's
 gradient and ε* for the decision, and changes what the views follow:
 
-1. **Commit** (the first ``commit_fraction`` of stage 1's steps): the stage pins every guidance view to
-   one anchor camera (:meth:`anchor_camera`; by default elevation 30°, azimuth 135°, a back
-   three-quarter view that shows both the hidden back and its profile), so hypothesis k follows the one
-   ODE from ε*_k at that view — DSD exactly as in 2D, where it provably tracks the ODE (Appendix A).
-   The field fits the input at the front and moves along that one ODE at the back, so each ε* pushes its
-   hypothesis its own way, and no view pulls it elsewhere.
+1. **Commit** (the first ``commit_fraction`` of stage 1's steps, 30 % by default): the stage pins every
+   guidance view to one anchor camera (:meth:`anchor_camera`; by default elevation 30°, azimuth 135°, a
+   back three-quarter view that shows both the hidden back and its profile), so hypothesis k follows the one
+   ODE from ε*_k at that view, and no view pulls it elsewhere. ``commit_target: two_point`` (the default) is
+   DSD's gradient at the ODE's current point, as in 2D, where it provably tracks the ODE (Appendix A);
+   ``endpoint`` pulls the anchor render toward that ODE's end — the anchor view's sample for ε*_k, computed
+   once per hypothesis — with DSD's own weighting: the gradient DSD would give if the prior denoised every
+   noised render to that sample (:meth:`endpoint_grad`); no network rows per step.
 2. **Follow** (the rest of stage 1, and stage 2): cameras are random again and every view is guided by
    SDS's score w(t)[ε̂(x_t, t; s) − ε] on the field's own render (``commit_follow: sds``). The commit has
    already moved each hypothesis toward its own answer; SDS's mode seeking then pulls every view toward
    the nearest mode of what the field shows, which is that answer, and carves it as sharply as SDS does.
-   Measured on the toy-world bench's full set (``docs/toy-world-benchmark.md`` D; five families, seeds
-   0–2, K = 4): 1.27 members per run against SDS's 1.07, best-of-K Chamfer 0.037 against 0.042, fidelity
-   0.0285 against 0.0276 — where following DSD's own ODEs after the commit left most hypotheses unassigned.
+
+The two commit targets, measured on the toy-world bench (``docs/diversity.md``): with ``two_point`` the commit
+ends at t ≈ 0.65 T, before the anchor ODE has decided, and the follow phase settles the answer together with the
+per-step random streams (large noise floors, many hypotheses unassigned), but the answers spread over more
+members than SDS's. With ``endpoint`` the answer is the anchor ODE's sample — a function of ε*_k alone
+(``benchmarks/commit_targets.py`` predicts each hypothesis's member before any 3D work) — so the floors fall,
+but a run reaches only the members the ODE reaches, which on the toy-world prior are few, and fidelity drops.
 
 The other ``commit_follow`` settings are the variants measured against it, all with DSD's gradient
 w(t)[ε̂(x̂(t), t; s) − ε̂(x̂(t₊), t₊; s₊)], x̂(τ) = √ᾱ_τ x_π + √(1 − ᾱ_τ) ε_ode: ``anchor`` (every view on the
 anchor's one ODE; trajectories keyed by hypothesis alone), ``view`` (the paper's per-view ODEs after the
 commit), ``fresh`` (new noise per step, as ASD) and ``inversion`` (the ODE through the view's own render, by
-DDIM inversion). The commit phase always uses DSD's gradient.
-
-What the commit does *not* do: make the answer equal to the anchor ODE's own endpoint. The commit ends at
-t ≈ 0.65 T, before that ODE has chosen; the field leaves it with a push that differs per ε*, and the follow
-phase settles it (``benchmarks/commit_targets.py`` prints the endpoints; the bench measures how much the
-answer moves when only the stage streams change, as its noise floor).
+DDIM inversion).
 """
 
 from __future__ import annotations
@@ -73,9 +74,26 @@ class CommittedDSD(DSD):
         a = self.prior.schedule.alpha(t_plus, x)
         return (x_tp - a.sqrt() * x) / (1 - a).sqrt()
 
+    def anchor_endpoint(self, cond: Condition, state: DistillState, rows: torch.Tensor) -> torch.Tensor:
+        """(B, ...) the end of each row's anchor ODE from its ε*: the anchor view's sample for that hypothesis
+        (cached with the trajectory; the whole ODE is paid once per hypothesis, not per step)."""
+        assert state.cache is not None
+        keys = [state.hypotheses[int(r)].key for r in rows]
+        last = [len(self.grid) - 1] * len(rows)
+        return state.cache.x0_at(last, state.row_eps_star(rows), keys, self.anchor_condition(cond))
+
+    def endpoint_grad(self, x: torch.Tensor, t: torch.Tensor, x_end: torch.Tensor) -> torch.Tensor:
+        """(B, ...) w(t) √(ᾱ_t / (1 − ᾱ_t)) (x − x_end): DSD's gradient w(t)[ε̂(x̂(t), t) − ε_ode] if the
+        prior denoised x̂(t) = √ᾱ_t x + √(1 − ᾱ_t) ε_ode to the ODE's end x_end — ε̂ is then ε_ode +
+        √(ᾱ_t / (1 − ᾱ_t)) (x − x_end). Same w(t) and t schedule as the two-point form, no network rows."""
+        a = self.prior.schedule.alpha(t.clamp(min=0), x)
+        return self.weight(t, x) * (a / (1 - a)).sqrt() * (x - x_end)
+
     def _grad(self, x: torch.Tensor, step: int, cond: Condition, state: DistillState, rows: torch.Tensor):
         t, t_plus = self.sample_t(step, state, rows)
         source = "anchor" if step < self.commit_steps else self.config.commit_follow
+        if source == "anchor" and step < self.commit_steps and self.config.commit_target == "endpoint":
+            return self.endpoint_grad(x, t, self.anchor_endpoint(cond, state, rows).to(x)), t, t_plus
         if source == "anchor":
             noise = self.ode_noise(t_plus, self.anchor_condition(cond), state, rows).to(x)
         elif source == "view":

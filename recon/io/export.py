@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 import json
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -90,15 +90,27 @@ class Normalization:
     def to_original(self, points: np.ndarray) -> np.ndarray:
         return np.asarray(points) * self.scale + self.centre
 
+    def mesh_to_original(self, mesh: Mesh) -> Mesh:
+        """``mesh`` (export coordinates) with its vertices moved back to the original frame; faces, uv,
+        texture and vertex colours unchanged. Export coordinates keep recon's axes (+Y up; the ``z`` up
+        frame is applied only inside the OBJ / PLY writers), so only centre and scale are undone."""
+        points = self.to_original(mesh.vertices.detach().cpu().double().numpy())
+        return replace(mesh, vertices=torch.as_tensor(points, dtype=mesh.vertices.dtype))
+
 
 @dataclass
 class ExportResult:
+    """What :func:`export_mesh` wrote. ``mesh``: the written surface (cleaned, decimated, closed, textured)
+    in the input mesh's own coordinates (a run's world frame: ``normalization`` undone), so it renders
+    with the same cameras and colour function as the raw surface it was made from."""
+
     paths: dict[str, Path]
     num_vertices: int
     num_faces: int
     normalization: Normalization
     watertight: bool
     clean: CleanReport = field(default_factory=CleanReport)
+    mesh: Mesh | None = None
 
 
 def build_textured_mesh(mesh: Mesh, color_fn: ColorFn, backend: RasterBackend,
@@ -194,7 +206,8 @@ def _normalization(vertices: np.ndarray) -> Normalization:
 
 def export_mesh(mesh: Mesh, color_fn: ColorFn, out_dir: str | Path, stem: str, backend: RasterBackend,
                 config: ExportConfig | None = None, device: str | torch.device = "cpu") -> ExportResult:
-    """Build the textured mesh and write ``<out_dir>/<stem>.{glb,obj,ply}`` (as configured).
+    """Build the textured mesh and write ``<out_dir>/<stem>.{glb,obj,ply}`` (as configured); the result
+    carries that mesh back in ``mesh``'s own coordinates (``ExportResult.mesh``).
 
     GLB node, mesh and material are all named ``recon_<stem>`` (``recon_hypothesis_k`` in a run)."""
     config = config or ExportConfig()
@@ -215,7 +228,8 @@ def export_mesh(mesh: Mesh, color_fn: ColorFn, out_dir: str | Path, stem: str, b
             paths[fmt] = write_ply(textured, path, up=axis_for("ply", config.up))
     closed = trimesh_of(textured).is_watertight
     return ExportResult(paths=paths, num_vertices=textured.num_vertices, num_faces=textured.num_faces,
-                        normalization=norm, watertight=bool(closed), clean=report)
+                        normalization=norm, watertight=bool(closed), clean=report,
+                        mesh=norm.mesh_to_original(textured))
 
 
 def axis_for(fmt: str, up: str) -> str:

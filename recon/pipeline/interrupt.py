@@ -41,3 +41,25 @@ def graceful_interrupt() -> Iterator[StopRequest]:
         yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def held_interrupt() -> Iterator[None]:
+    """Hold a Ctrl-C until the block ends, then raise it as KeyboardInterrupt.
+
+    For imports of libraries that wrap their own optional imports in ``except BaseException`` (trimesh
+    does): a KeyboardInterrupt raised inside them is swallowed, the command goes on as if no Ctrl-C came,
+    and the module being imported (scipy.ndimage, seen) is left half initialised for the rest of the run.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt

@@ -39,10 +39,18 @@ class ReportConfig:
 
 @dataclass
 class HypothesisResult:
+    """One exported hypothesis. ``mesh``: what the user gets — the exported surface (cleaned, decimated,
+    closed; :attr:`recon.io.export.ExportResult.mesh`) in the run's world frame, on the raw surface's device;
+    the report renders it. ``raw_mesh``: stage 2's surface it was made from (None when not kept).
+    ``silhouette_iou``: set by :func:`write_report` when ``raw_mesh`` is there
+    (:func:`silhouette_iou`, raw vs exported over the contact sheet's views)."""
+
     index: int
     seed: int
     mesh: Mesh
     paths: dict[str, Path]
+    raw_mesh: Mesh | None = None
+    silhouette_iou: float | None = None
 
 
 @dataclass
@@ -66,34 +74,44 @@ def export_hypotheses(indices: list[int], meshes: list[Mesh], color_fns: dict[in
                       backend: RasterBackend, config: ExportConfig, seed: int,
                       progress: Progress) -> list[HypothesisResult]:
     """Export step of a run (and of ``recon export``): hypothesis ``indices[i]``'s raw surface
-    ``meshes[i]``, coloured by ``color_fns[indices[i]]``, to ``folder/hypothesis_<k>.<format>``."""
+    ``meshes[i]``, coloured by ``color_fns[indices[i]]``, to ``folder/hypothesis_<k>.<format>``. Each result
+    holds the exported surface in the world frame (what the report shows) and the raw one."""
     results = []
     for i, (k, mesh) in enumerate(zip(indices, meshes)):
         progress("export", i, len(meshes))
         res = export_mesh(mesh, color_fns[k], folder, f"hypothesis_{k}", backend, config)
-        results.append(HypothesisResult(k, seed, mesh, dict(res.paths)))
+        results.append(HypothesisResult(k, seed, res.mesh.to(mesh.vertices.device), dict(res.paths), raw_mesh=mesh))
     progress("export", len(meshes), len(meshes))
     return results
 
 
 def write_report(out: Path, config: Any, results: list[HypothesisResult], color_fns: dict[int, Callable],
                  backend: RasterBackend, page: tuple[str, str | None, dict[str, Any]],
-                 empty: list[EmptyHypothesis], reproduce: str) -> None:
-    """Turntables, the contact sheet and index.html of a run's exported hypotheses in ``out``.
+                 empty: list[EmptyHypothesis], reproduce: str) -> dict[int, float]:
+    """Turntables, the contact sheet and index.html of a run's exported hypotheses in ``out``, rendered from
+    each result's ``mesh`` (the exported surface) coloured by ``color_fns``. Returns, per hypothesis index
+    with a ``raw_mesh``, the silhouette IoU of the raw against the exported surface over the contact sheet's
+    views (also set as ``silhouette_iou`` and listed on the page): near 1 when the clean-up lost nothing
+    visible.
 
     ``config`` is the run's (report, distance, fovy, distill.method, seed); ``page`` is (title, input image
     file inside ``out`` or None, extra summary rows); ``reproduce`` the command named on the page."""
     c = config
     rc = c.report
     n = rc.turntable_frames
-    sheet, entries = [], []
+    sheet, entries, ious = [], [], {}
     for res in results:
         # The turntable's n frames, then the contact sheet's views, in one render call.
         azim = torch.cat([torch.linspace(0, 360, n + 1)[:-1], torch.tensor(list(SHEET_VIEWS.values()))])
         cams = camera_batch(torch.full((len(azim),), rc.elevation), azim, c.distance, c.fovy, rc.render_size)
         with torch.no_grad():
-            frames = render_mesh(res.mesh, cams, backend, color_fn=color_fns[res.index]).rgb
-        frames = (frames.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+            render = render_mesh(res.mesh, cams, backend, color_fn=color_fns[res.index])
+            if res.raw_mesh is not None:  # one more call: the raw surface's silhouettes at the sheet's cameras
+                raw = render_mesh(res.raw_mesh, camera_batch(torch.full((len(SHEET_VIEWS),), rc.elevation),
+                                                             azim[n:], c.distance, c.fovy, rc.render_size),
+                                  backend, antialias=False, smooth_normals=False)
+                res.silhouette_iou = ious[res.index] = silhouette_iou(raw.mask, render.mask[n:])
+        frames = (render.rgb.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
         gif = out / f"turntable_{res.index}.gif"
         write_turntable(gif, list(frames[:n]))
         sheet.append(frames[n:])
@@ -105,5 +123,16 @@ def write_report(out: Path, config: Any, results: list[HypothesisResult], color_
     summary = {"method": c.distill.method, "hypotheses": len(results), "seed": c.seed, **extra}
     if empty:
         summary["without a surface"] = ", ".join(f"#{e.index}" for e in empty)
+    if ious:
+        summary["silhouette IoU, raw vs exported surface"] = ", ".join(f"#{k} {v:.4f}" for k, v in ious.items())
     write_index_html(out / "index.html", title, entries, "contact_sheet.png", input_image=input_image,
                      summary=summary, reproduce=reproduce)
+    return ious
+
+
+def silhouette_iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Intersection over union of two stacks of silhouettes (bool masks of equal shape, all views pooled);
+    1.0 when both are empty."""
+    a, b = a.bool(), b.to(a.device).bool()
+    union = int((a | b).sum())
+    return float((a & b).sum()) / union if union else 1.0

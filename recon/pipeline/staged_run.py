@@ -276,6 +276,7 @@ def execute(run: StagedRun, out: Path, command: str) -> Reconstruction:
                 stage1 = run.stage1(stop)
             with record.stage("stage2_dmtet", run.prior):
                 stage2 = run.stage2(stage1, stop)
+            stop.check()  # a Ctrl-C after stage 2's last checkpoint (its surface extraction) stops before export
         if (out / "run.json").exists():  # a finished run is written again: keep its outputs
             move_aside_outputs(out)
         with record.stage("export"):
@@ -289,7 +290,9 @@ def execute(run: StagedRun, out: Path, command: str) -> Reconstruction:
     record.outputs.update(
         run_hash=run.hash,
         hypotheses=[{"index": r.index, "seed": r.seed,
-                     "meshes": {k: str(p.relative_to(out)) for k, p in r.paths.items()}} for r in results],
+                     "meshes": {k: str(p.relative_to(out)) for k, p in r.paths.items()},
+                     **({"silhouette_iou_raw_vs_exported": round(r.silhouette_iou, 6)}
+                        if r.silhouette_iou is not None else {})} for r in results],
         guidance_evals={"stage1": stage1.guidance.stats.evals, "stage2": stage2.guidance.stats.evals},
         resumed=run.resumed,
     )

@@ -54,7 +54,7 @@ def text_prior_flag(value: str) -> dict[str, Any]:
     """``--prior`` -> ``{"kind": ..., "path": ...}``; ValueError (one line) when it names no text model."""
     if value in TEXT_KINDS:
         return {"kind": value}
-    from recon.priors.weights import detect_kind
+    from recon.priors.folder_layout import detect_kind
     from recon.priors.zoo import ZooError, load_zoo
 
     zoo = load_zoo()
@@ -96,9 +96,10 @@ def build_text_prior(config: TextPriorConfig, device: str = "cpu") -> Prior:
     """Resolve (folder / ``$RECON_MODELS`` / Hugging Face cache), verify and load the prior.
 
     Raises :class:`~recon.priors.zoo.ZooError` (a missing model: what to download and where) or
-    :class:`~recon.priors.weights.WeightsError` (a broken folder: which file), each one line.
+    :class:`~recon.priors.weight_files.WeightsError` (a broken folder: which file), each one line.
     """
-    from recon.priors.weights import WeightsError, detect_kind
+    from recon.priors.folder_layout import detect_kind
+    from recon.priors.weight_files import WeightsError
     from recon.priors.zoo import resolve
 
     resolved = resolve(text_prior_model(config))

@@ -1,7 +1,7 @@
 """Load the parts of a diffusers weight folder (safetensors only, local files only) onto the
 device and dtype of a :class:`~recon.priors.speed.SpeedConfig`.
 
-Call :func:`recon.priors.weights.verify_folder` first: it turns every missing, truncated, pickled or
+Call :func:`recon.priors.verify_folder.verify_folder` first: it turns every missing, truncated, pickled or
 misshapen file into one clear error; these loaders then only read files known to be good.
 """
 
@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from recon.diffusion.schedule import NoiseSchedule
+from recon.priors.folder_layout import projection_dims, projection_folder
 from recon.priors.speed import SpeedConfig, prepare_module
-from recon.priors.weights import projection_dims, projection_folder, read_json, weight_files
+from recon.priors.weight_files import read_json, weight_files
 
 
 def _variant(folder: Path, stem: str) -> str | None:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Literal
 
 from recon.priors.base import Prior
+from recon.priors.folder_layout import detect_kind
 from recon.priors.speed import SpeedConfig
-from recon.priors.weights import detect_kind
 from recon.priors.zoo import Resolved, Zoo, resolve
 
 

@@ -35,7 +35,8 @@ from recon.priors.components import (
 from recon.priors.diffusers_unet import DiffusersUNetPrior
 from recon.priors.mvdream_unet import MultiViewUNet, MultiViewUNetConfig, load_ldm_state_dict
 from recon.priors.speed import SpeedConfig, as_network_input, prepare_module, speed_of
-from recon.priors.weights import read_json, verify_folder, weight_files
+from recon.priors.verify_folder import verify_folder
+from recon.priors.weight_files import read_json, weight_files
 
 NUM_VIEWS = 4
 DEFAULT_ELEVATION = 15.0  # MVDream's sampler default

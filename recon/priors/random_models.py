@@ -382,7 +382,9 @@ def folder_parameters(root: Path) -> dict[str, int]:
     ``position_ids`` left out), for the components :func:`published_parameters` names."""
     import math
 
-    from recon.priors.weights import PROJECTION_FOLDERS, _normalise_key, read_safetensors_header, weight_files
+    from recon.priors.folder_layout import PROJECTION_FOLDERS
+    from recon.priors.weight_files import read_safetensors_header, weight_files
+    from recon.priors.weight_shapes import _normalise_key
 
     root = Path(root)
     counts: dict[str, int] = {}

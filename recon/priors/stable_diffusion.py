@@ -31,6 +31,7 @@ from recon.priors.components import (
 )
 from recon.priors.diffusers_unet import DiffusersUNetPrior
 from recon.priors.speed import SpeedConfig, as_network_input, speed_of
+from recon.priors.verify_folder import verify_folder
 from recon.priors.view_prompts import (
     DIRECTIONS,
     PerpNegConfig,
@@ -39,7 +40,6 @@ from recon.priors.view_prompts import (
     perpendicular_component,
     view_direction,
 )
-from recon.priors.weights import verify_folder
 
 
 class StableDiffusionPrior(DiffusersUNetPrior):

@@ -46,7 +46,7 @@ from recon.priors.components import (
 )
 from recon.priors.diffusers_unet import DiffusersUNetPrior
 from recon.priors.speed import SpeedConfig, as_network_input, speed_of
-from recon.priors.weights import verify_folder
+from recon.priors.verify_folder import verify_folder
 
 Zero123Variant = Literal["zero123", "stable-zero123"]
 ClipInput = Literal["zero123", "hf"]

@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Literal
 
 from recon.config import ConfigError, from_dict, read_yaml
-from recon.priors.weights import ModelKind, WeightsError, verify_folder
+from recon.priors.folder_layout import ModelKind
+from recon.priors.verify_folder import verify_folder
+from recon.priors.weight_files import WeightsError
 
 ZOO_FILE = Path(__file__).resolve().parents[2] / "models" / "zoo.yaml"
 ENV_MODELS = "RECON_MODELS"

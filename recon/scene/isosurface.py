@@ -16,6 +16,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+# Imported with the module, not at first use: a first import that a Ctrl-C interrupts half way leaves
+# scipy.ndimage unimportable for the rest of the process (seen as a NameError inside scipy).
+from scipy import ndimage
+
 from recon.scene.mesh import Mesh
 
 
@@ -38,8 +42,6 @@ def fill_cavities(volume: np.ndarray, threshold: float, close: int = 2) -> np.nd
     ``close``: iterations of binary closing applied to the inside set first (0 = none), bridging
     holes in the shell up to about twice that many voxels wide.
     """
-    from scipy import ndimage
-
     inside = volume > threshold
     closed = ndimage.binary_closing(inside, iterations=close) if close > 0 else inside
     solid = ndimage.binary_fill_holes(closed)

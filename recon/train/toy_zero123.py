@@ -688,7 +688,7 @@ Everything else (settings, versions, the autoencoder's curve) is in `training.js
 
 def export_folder(out: Path, run: _Run, record: dict[str, Any]) -> None:
     """Write the model folder into a temporary sibling, check it, then move each part into ``out``."""
-    from recon.priors.weights import verify_folder
+    from recon.priors.verify_folder import verify_folder
 
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".export-{os.getpid()}"

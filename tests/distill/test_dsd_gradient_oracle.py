@@ -98,13 +98,13 @@ def test_dsd_gradient_equals_the_authors_formula(target, scale_plus):
 
 
 def test_dsd_commit_follows_with_the_sds_score_after_the_commit():
-    """``dsd-commit`` with ``commit_follow: sds``: during the commit it is DSD (the oracle above, on this
+    """``dsd-commit`` with ``commit_target: two_point`` and ``commit_follow: sds``: during the commit it is DSD (the oracle above, on this
     camera-free prior every view already shares the one ODE); afterwards each row's gradient is SDS's
     w(t)[ε̂(x_t, t; s) − ε] with x_t = √ᾱ_t x_π + √(1 − ᾱ_t) ε, ε drawn from that row's hypothesis's own
     noise stream (DreamFusion's formula, x_t from diffusers' ``add_noise``)."""
     unet, scheduler, prior, context, hyps, rows, cond = tiny_setup()
     config = DistillConfig(method="dsd-commit", guidance_scale=S, plus_guidance_scale=1.0, ode_guidance_scale=S_ODE,
-                           ode_steps=10, commit_fraction=0.5, commit_follow="sds",
+                           ode_steps=10, commit_fraction=0.5, commit_target="two_point", commit_follow="sds",
                            timesteps=TimestepConfig(kind="uniform", t_min=0.2, t_max=0.9, total_steps=4))
     distiller = build_distiller(prior, config)
     state = distiller.init_state(hyps).for_rows(rows)
@@ -123,5 +123,40 @@ def test_dsd_commit_follows_with_the_sds_score_after_the_commit():
                 eps = torch.randn((4, 8, 8), generator=noise[k], dtype=torch.float64)[None]
                 x_t = scheduler.add_noise(x_pi[i : i + 1], eps, torch.tensor([t]))
                 want = ((1 - ac[t]) * (cfg(unet, x_t, t, context, S) - eps))[0]
+            got = result.grad[i]
+            assert float((got - want).abs().max()) < 1e-10 * max(1.0, float(want.abs().max())), (step, i, t)
+
+
+def test_dsd_commit_endpoint_pulls_toward_the_end_of_the_ode_of_eps_star():
+    """``commit_target: endpoint``: during the commit each row's gradient is what DSD's first term gives when the
+    prior denoises x̂(t) = √ᾱ_t x_π + √(1 − ᾱ_t) ε to the end of hypothesis k's ODE: w(t)[ε̂ − ε] with
+    ε̂ = (x̂(t) − √ᾱ_t x_end) / √(1 − ᾱ_t), for any ε. x_end is diffusers' DDIM sampler run from ε*_k over the
+    whole grid with the ODE's CFG (the last step's ``pred_original_sample``). A row mapped to another
+    hypothesis, or an ODE stopped early, fails here."""
+    unet, scheduler, prior, context, hyps, rows, cond = tiny_setup()
+    config = DistillConfig(method="dsd-commit", guidance_scale=S, ode_guidance_scale=S_ODE, ode_steps=10,
+                           commit_fraction=0.5, commit_target="endpoint", commit_follow="sds",
+                           timesteps=TimestepConfig(kind="uniform", t_min=0.2, t_max=0.9, total_steps=4))
+    distiller = build_distiller(prior, config)
+    state = distiller.init_state(hyps).for_rows(rows)
+    x_pi = torch.randn(len(rows), 4, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    ac = scheduler.alphas_cumprod
+    ends = {}
+    for k in range(3):
+        x = seeding.eps_star(11, k, (4, 8, 8), torch.float64)[None]
+        with torch.no_grad():
+            for g in scheduler.timesteps:
+                out = scheduler.step(cfg(unet, x, int(g), context, S_ODE), g, x)
+                x = out.prev_sample
+        ends[k] = out.pred_original_sample
+    any_eps = torch.randn(4, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))[None]
+    for step in range(2):
+        result = distiller.grad(x_pi, step, cond, state)
+        assert result.evals == (0 if step else 3 * 10 * 2)  # the three ODEs once (CFG: two rows), then cached
+        for i, k in enumerate(rows.tolist()):
+            t = int(result.t[i])
+            x_t = scheduler.add_noise(x_pi[i : i + 1], any_eps, torch.tensor([t]))
+            eps_hat = (x_t - ac[t].sqrt() * ends[k]) / (1 - ac[t]).sqrt()
+            want = ((1 - ac[t]) * (eps_hat - any_eps))[0]
             got = result.grad[i]
             assert float((got - want).abs().max()) < 1e-10 * max(1.0, float(want.abs().max())), (step, i, t)

@@ -16,7 +16,8 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from recon.cli import main
-from recon.priors.weights import WeightsError, read_safetensors_header, verify_folder
+from recon.priors.verify_folder import verify_folder
+from recon.priors.weight_files import WeightsError, read_safetensors_header
 from recon.priors.zoo import load_zoo, resolve
 
 ZERO123_REV = "10e9e8e75adaa3bf77f5ac9c381419016fed68c7"

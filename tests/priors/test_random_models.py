@@ -8,7 +8,7 @@ import torch
 
 from recon.priors import architectures as arch
 from recon.priors import random_models as rm
-from recon.priors.weights import verify_folder
+from recon.priors.verify_folder import verify_folder
 
 # name -> component -> parameters of the published networks. The UNet / VAE / image-encoder figures are
 # the published fp32 file sizes / 4 (bennyguo/zero123-xl-diffusers: unet 3.44 GB, image_encoder 1.22 GB,
