@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from recon.render.masks import mask_iou  # noqa: F401  (the bench's input-view IoU, M.mask_iou)
 from recon.scene.mesh import Mesh
 
 
@@ -154,9 +155,3 @@ def psnr(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor, peak: float
     return float("inf") if mse == 0 else 10 * float(np.log10(peak**2 / mse))
 
 
-def mask_iou(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
-    """|a ∧ b| / |a ∨ b| of two boolean masks (1 when both are empty)."""
-    x = torch.as_tensor(a).bool()
-    y = torch.as_tensor(b).bool()
-    union = int((x | y).sum())
-    return 1.0 if union == 0 else int((x & y).sum()) / union

@@ -91,9 +91,10 @@ class CommittedDSD(DSD):
 
     def _grad(self, x: torch.Tensor, step: int, cond: Condition, state: DistillState, rows: torch.Tensor):
         t, t_plus = self.sample_t(step, state, rows)
-        source = "anchor" if step < self.commit_steps else self.config.commit_follow
-        if source == "anchor" and step < self.commit_steps and self.config.commit_target == "endpoint":
+        committing = step < self.commit_steps
+        if committing and self.config.commit_target == "endpoint":
             return self.endpoint_grad(x, t, self.anchor_endpoint(cond, state, rows).to(x)), t, t_plus
+        source = "anchor" if committing else self.config.commit_follow
         if source == "anchor":
             noise = self.ode_noise(t_plus, self.anchor_condition(cond), state, rows).to(x)
         elif source == "view":

@@ -21,6 +21,7 @@ from recon.io.report import (
 )
 from recon.render.backend import RasterBackend
 from recon.render.cameras import camera_batch
+from recon.render.masks import mask_iou
 from recon.render.mesh_render import render_mesh
 from recon.scene.mesh import Mesh
 
@@ -43,7 +44,7 @@ class HypothesisResult:
     closed; :attr:`recon.io.export.ExportResult.mesh`) in the run's world frame, on the raw surface's device;
     the report renders it. ``raw_mesh``: stage 2's surface it was made from (None when not kept).
     ``silhouette_iou``: set by :func:`write_report` when ``raw_mesh`` is there
-    (:func:`silhouette_iou`, raw vs exported over the contact sheet's views)."""
+    (:func:`~recon.render.masks.mask_iou`, raw vs exported over the contact sheet's views)."""
 
     index: int
     seed: int
@@ -107,10 +108,8 @@ def write_report(out: Path, config: Any, results: list[HypothesisResult], color_
         with torch.no_grad():
             render = render_mesh(res.mesh, cams, backend, color_fn=color_fns[res.index])
             if res.raw_mesh is not None:  # one more call: the raw surface's silhouettes at the sheet's cameras
-                raw = render_mesh(res.raw_mesh, camera_batch(torch.full((len(SHEET_VIEWS),), rc.elevation),
-                                                             azim[n:], c.distance, c.fovy, rc.render_size),
-                                  backend, antialias=False, smooth_normals=False)
-                res.silhouette_iou = ious[res.index] = silhouette_iou(raw.mask, render.mask[n:])
+                raw = render_mesh(res.raw_mesh, cams[n:], backend, antialias=False, smooth_normals=False)
+                res.silhouette_iou = ious[res.index] = mask_iou(raw.mask, render.mask[n:])
         frames = (render.rgb.permute(0, 2, 3, 1).clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
         gif = out / f"turntable_{res.index}.gif"
         write_turntable(gif, list(frames[:n]))
@@ -128,11 +127,3 @@ def write_report(out: Path, config: Any, results: list[HypothesisResult], color_
     write_index_html(out / "index.html", title, entries, "contact_sheet.png", input_image=input_image,
                      summary=summary, reproduce=reproduce)
     return ious
-
-
-def silhouette_iou(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Intersection over union of two stacks of silhouettes (bool masks of equal shape, all views pooled);
-    1.0 when both are empty."""
-    a, b = a.bool(), b.to(a.device).bool()
-    union = int((a | b).sum())
-    return float((a & b).sum()) / union if union else 1.0

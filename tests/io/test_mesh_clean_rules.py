@@ -13,6 +13,7 @@ from recon.io.export import ExportConfig, build_textured_mesh
 from recon.io.mesh_clean import CleanConfig, CleanReport, clean_mesh, close_mesh
 from recon.render.cpu import CpuRasterizer
 from recon.scene.mesh import Mesh
+from tests.io.mesh_parts import join, pieces
 
 
 def colour_fn(p: torch.Tensor) -> torch.Tensor:
@@ -40,15 +41,6 @@ def floater(gap: float, radius: float = 0.18) -> trimesh.Trimesh:
     s = trimesh.creation.icosphere(subdivisions=3, radius=radius)
     s.apply_translation([0.5 + gap + radius, 0.0, 0.0])
     return s
-
-
-def join(*parts: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
-    m = trimesh.util.concatenate(parts)
-    return np.asarray(m.vertices), np.asarray(m.faces)
-
-
-def pieces(v: np.ndarray, f: np.ndarray) -> list[trimesh.Trimesh]:
-    return trimesh.Trimesh(v, f, process=True).split(only_watertight=False)
 
 
 def test_thin_attached_rod_is_kept_and_a_larger_floater_dropped():

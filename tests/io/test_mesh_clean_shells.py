@@ -16,6 +16,7 @@ from recon.io.export import ExportConfig, build_textured_mesh, export_mesh
 from recon.io.mesh_clean import CleanConfig, CleanReport, clean_mesh, close_mesh, decimate
 from recon.render.cpu import CpuRasterizer
 from recon.scene.mesh import Mesh
+from tests.io.mesh_parts import join, pieces
 
 
 def colour_fn(p: torch.Tensor) -> torch.Tensor:
@@ -28,15 +29,6 @@ def box(extents, centre=(0.0, 0.0, 0.0), subdivisions: int = 2) -> trimesh.Trime
         b = b.subdivide()
     b.apply_translation(centre)
     return b
-
-
-def join(*parts: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
-    m = trimesh.util.concatenate(parts)
-    return np.asarray(m.vertices), np.asarray(m.faces)
-
-
-def pieces(v: np.ndarray, f: np.ndarray) -> list[trimesh.Trimesh]:
-    return trimesh.Trimesh(v, f, process=True).split(only_watertight=False)
 
 
 # The body: 1 × 0.8 × 0.6, diagonal 1.414, so the floater rule's default tolerance is 0.0141.

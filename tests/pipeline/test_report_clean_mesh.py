@@ -17,9 +17,10 @@ from PIL import Image
 from recon.io.export import ExportConfig
 from recon.io.report import SHEET_VIEWS
 from recon.pipeline.image_to_3d import ImageTo3DConfig
-from recon.pipeline.run_outputs import export_hypotheses, silhouette_iou, write_report
+from recon.pipeline.run_outputs import export_hypotheses, write_report
 from recon.render.cameras import camera_batch
 from recon.render.cpu import CpuRasterizer
+from recon.render.masks import mask_iou
 from recon.render.mesh_render import render_mesh
 from recon.scene.mesh import Mesh
 
@@ -95,7 +96,7 @@ def test_report_renders_the_exported_mesh_without_the_floater(tmp_path):
     # The measurement: raw vs exported silhouettes over the sheet's views; here exactly what the floater adds.
     raw_sil = torch.as_tensor(body_mask[FRAMES:] | floater_mask[FRAMES:])
     assert ious[0] == res.silhouette_iou
-    assert ious[0] == pytest.approx(silhouette_iou(torch.as_tensor(body_mask[FRAMES:]), raw_sil), abs=2e-3)
+    assert ious[0] == pytest.approx(mask_iou(torch.as_tensor(body_mask[FRAMES:]), raw_sil), abs=2e-3)
     assert ious[0] < 0.97
     assert "silhouette IoU" in (tmp_path / "index.html").read_text()
 
@@ -105,11 +106,11 @@ def test_report_renders_the_exported_mesh_without_the_floater(tmp_path):
     assert res.raw_mesh is raw
 
 
-def test_silhouette_iou():
+def test_mask_iou_pools_the_views():
     a = torch.zeros(2, 4, 4, dtype=torch.bool)
     b = a.clone()
-    assert silhouette_iou(a, b) == 1.0  # nothing in view either way
+    assert mask_iou(a, b) == 1.0  # nothing in view either way
     a[0, :2] = True  # 8 pixels
     b[0, 1:3] = True  # 8 pixels, 4 shared
     b[1, 0, 0] = True
-    assert silhouette_iou(a, b) == pytest.approx(4 / 13)
+    assert mask_iou(a, b) == pytest.approx(4 / 13)
