@@ -66,14 +66,17 @@ def main() -> None:
     ap.add_argument("--families", default=None, help="comma-separated (default: every family)")
     ap.add_argument("--library", type=Path, default=None, help="a library folder (default: data/library)")
     ap.add_argument("--json", type=Path, default=None, help="also write the choices as JSON")
+    ap.add_argument("--zero-snr", action="store_true", help="the library prior's zero-terminal-SNR schedule "
+                    "(prior.library.zero_terminal_snr)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     anchor = tuple(float(v) for v in args.anchor.split(","))
-    prior = LibraryPrior.from_folder(args.library, select_backend("cpu"), LibraryPriorConfig(image_size=args.size))
+    prior = LibraryPrior.from_folder(args.library, select_backend("cpu"), LibraryPriorConfig(image_size=args.size, zero_terminal_snr=args.zero_snr))
     families = args.families.split(",") if args.families else sorted({s.family for s in prior.shapes})
     seeds = parse_seeds(args.seeds)
     print(f"anchor ODE endpoints: elevation {anchor[0]}°, azimuth {anchor[1]}°, {args.ode_steps} DDIM steps, "
-          f"CFG {args.guidance}, {args.size}² prior, K = {args.hypotheses}")
+          f"CFG {args.guidance}, {args.size}² prior, K = {args.hypotheses}"
+          + (", zero terminal SNR" if args.zero_snr else ""))
     print("| family | seed | member chosen by ε*_k (gap to 2nd nearest, MSE) | distinct |")
     print("|---|---|---|---|")
     report = {}

@@ -269,6 +269,7 @@ LIMITS: tuple[Limit, ...] = (
     Limit("stage2.lr_*", 0.0, 10.0, "a learning rate must be positive (0 freezes the parameter)"),
     Limit("stage2.target_resolution", 0, 4096, "0 = the prepared input's size; the target renders every step"),
     Limit("stage2.parallel_hypotheses", 0, 64, "threads stepping hypotheses side by side; 0 = one per core"),
+    Limit("export.parallel_hypotheses", 0, 64, "threads exporting hypotheses side by side; 0 = one per core"),
     Limit("stage2.tet_resolution", 4, 512, "the tet grid holds about 6 × resolution³ tetrahedra"),
     Limit("stage2.resolution", 8, 4096, "stage-2 renders are resolution² pixels per view"),
     Limit("stage2.target_views_per_step", 0, 64, "input views rendered per hypothesis and step"),

@@ -56,7 +56,8 @@ class ExportConfig:
     of OBJ and PLY files (``auto``, ``y`` or ``z``; module docstring); ``metallic`` / ``roughness``:
     the material's glTF ``metallicFactor`` / ``roughnessFactor`` (also the OBJ's ``Pm`` / ``Pr``) —
     defaults 0 and 0.9: the baked colour is a dielectric albedo with the lighting of the views in it,
-    so no metal and almost no highlight (docs/meshes.md)."""
+    so no metal and almost no highlight (docs/meshes.md); ``parallel_hypotheses``: threads exporting
+    hypotheses side by side in a run or ``recon export`` (0 = one per CPU core on the CPU, 1 on a GPU)."""
 
     target_faces: int = 50_000
     texture_size: int = 1024
@@ -68,6 +69,7 @@ class ExportConfig:
     up: UpAxis = "auto"
     metallic: float = 0.0
     roughness: float = 0.9
+    parallel_hypotheses: int = 0
 
     def __post_init__(self) -> None:
         from recon.config import ConfigError

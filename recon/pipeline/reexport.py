@@ -28,6 +28,7 @@ from recon.io.errors import InputError, first_line
 from recon.io.manifest import RunRecord, read_run_json
 from recon.io.output_dir import ensure_writable_dir
 from recon.pipeline.checkpoint import CheckpointError, check_checkpoint
+from recon.pipeline.hypothesis_threads import auto_workers
 from recon.pipeline.image_to_3d import ImageTo3D, ImageTo3DConfig
 from recon.pipeline.run_outputs import Progress, export_hypotheses
 from recon.pipeline.run_setup import resolve_device
@@ -203,8 +204,9 @@ def export_run(run_dir: str | Path, formats: Iterable[str] = FORMATS, out_dir: s
     ensure_writable_dir(out)
     staging = Path(tempfile.mkdtemp(prefix=".recon-export-", dir=out))
     try:
+        workers = auto_workers(config.parallel_hypotheses, run.meshes[chosen[0]].vertices.device, len(chosen))
         results = export_hypotheses(chosen, [run.meshes[k] for k in chosen], run.color_fns, staging, run.backend,
-                                    config, run.config.seed, progress)
+                                    config, run.config.seed, progress, workers)
         # Textures and materials first, so an OBJ in place always has its MTL and PNG beside it.
         staged = sorted(staging.iterdir(), key=lambda p: p.suffix.lstrip(".") in formats)
         for path in staged:

@@ -3,6 +3,7 @@ sheet, ``index.html``)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from recon.io.report import (
     write_index_html,
     write_turntable,
 )
+from recon.pipeline.hypothesis_threads import HypothesisThreads
 from recon.render.backend import RasterBackend
 from recon.render.cameras import camera_batch
 from recon.render.masks import mask_iou
@@ -73,17 +75,27 @@ class EmptyHypothesis:
 
 def export_hypotheses(indices: list[int], meshes: list[Mesh], color_fns: dict[int, Callable], folder: Path,
                       backend: RasterBackend, config: ExportConfig, seed: int,
-                      progress: Progress) -> list[HypothesisResult]:
+                      progress: Progress, workers: int = 1) -> list[HypothesisResult]:
     """Export step of a run (and of ``recon export``): hypothesis ``indices[i]``'s raw surface
-    ``meshes[i]``, coloured by ``color_fns[indices[i]]``, to ``folder/hypothesis_<k>.<format>``. Each result
-    holds the exported surface in the world frame (what the report shows) and the raw one."""
-    results = []
-    for i, (k, mesh) in enumerate(zip(indices, meshes)):
-        progress("export", i, len(meshes))
+    ``meshes[i]``, coloured by ``color_fns[indices[i]]``, to ``folder/hypothesis_<k>.<format>``, on
+    ``workers`` threads (:mod:`recon.pipeline.hypothesis_threads`; each hypothesis's export is independent).
+    Each result holds the exported surface in the world frame (what the report shows) and the raw one."""
+    lock, done = threading.Lock(), [0]
+    progress("export", 0, len(meshes))
+
+    def one(item: tuple[int, Mesh]) -> HypothesisResult:
+        k, mesh = item
         res = export_mesh(mesh, color_fns[k], folder, f"hypothesis_{k}", backend, config)
-        results.append(HypothesisResult(k, seed, res.mesh.to(mesh.vertices.device), dict(res.paths), raw_mesh=mesh))
-    progress("export", len(meshes), len(meshes))
-    return results
+        with lock:  # progress bars are not thread-safe
+            done[0] += 1
+            progress("export", done[0], len(meshes))
+        return HypothesisResult(k, seed, res.mesh.to(mesh.vertices.device), dict(res.paths), raw_mesh=mesh)
+
+    threads = HypothesisThreads(min(workers, len(meshes)), "recon-export")
+    try:
+        return threads.map(one, list(zip(indices, meshes)))
+    finally:
+        threads.close()
 
 
 def write_report(out: Path, config: Any, results: list[HypothesisResult], color_fns: dict[int, Callable],

@@ -14,30 +14,18 @@ still runs once per step, on the calling thread, for all of them.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from recon.pipeline.hypothesis_threads import HypothesisThreads
 from recon.pipeline.stage2_dmtet import Stage2
 from recon.render.cameras import Cameras
 
 STAGE = "stage2_batch"
 
 BatchGuidance = Callable[[torch.Tensor, Cameras, int], torch.Tensor]
-
-
-def auto_workers(requested: int, device: torch.device | str, hypotheses: int) -> int:
-    """Threads for the hypotheses' own work: ``requested`` when > 0; otherwise one per usable CPU core
-    (at most one per hypothesis) on the CPU, and 1 on an accelerator, where the device does the work."""
-    if requested > 0:
-        return min(requested, hypotheses)
-    if torch.device(device).type != "cpu":
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, hypotheses))
 
 
 class Stage2Batch:
@@ -54,26 +42,15 @@ class Stage2Batch:
             workers = 1  # fine-tuned colour modules may share parameters: no concurrent backward into them
         self.stages = stages
         self.guidance = guidance
-        self.workers = max(1, min(int(workers), len(stages)))
-        self._pool: ThreadPoolExecutor | None = None
+        self.threads = HypothesisThreads(min(int(workers), len(stages)), "recon-stage2")
 
-    def _map(self, fn: Callable, items: Iterable) -> list:
-        items = list(items)
-        if self.workers == 1:
-            return [fn(x) for x in items]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="recon-stage2",
-                                            initializer=torch.set_num_threads, initargs=(1,))
-        return list(self._pool.map(fn, items))
+    @property
+    def workers(self) -> int:
+        return self.threads.workers
 
     def close(self) -> None:
         """Stop the worker threads (a later step starts them again)."""
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
-            # The workers' set_num_threads(1) also set torch's process-wide default that new threads start
-            # from; put back the calling thread's own count.
-            torch.set_num_threads(torch.get_num_threads())
+        self.threads.close()
 
     checkpoint_tag = STAGE
 
@@ -93,7 +70,7 @@ class Stage2Batch:
             mesh, terms = s.begin_step()
             return terms, (s.guidance_views(mesh) if guided else None)
 
-        begun = self._map(begin, self.stages)
+        begun = self.threads.map(begin, self.stages)
         terms = [t for t, _ in begun]
         own = [sum(t.values()) for t in terms]  # each hypothesis's own terms, before guidance joins them
         rgb_grads: list = [None] * len(self.stages)
@@ -123,7 +100,7 @@ class Stage2Batch:
                 torch.autograd.backward(outputs, grads)
             return s.apply(terms[i])
 
-        return self._map(finish, range(len(self.stages)))
+        return self.threads.map(finish, range(len(self.stages)))
 
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"stages": [s.state_dict() for s in self.stages]}

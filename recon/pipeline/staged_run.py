@@ -37,6 +37,7 @@ from recon.io.output_dir import check_not_foreign, ensure_writable_dir, move_asi
 from recon.pipeline.checkpoint import check_checkpoint
 from recon.pipeline.determinism import reproducible_kernels
 from recon.pipeline.guidance import DistillGuidance
+from recon.pipeline.hypothesis_threads import auto_workers
 from recon.pipeline.interrupt import StopRequest, graceful_interrupt
 from recon.pipeline.known_views import KnownViews
 from recon.pipeline.run_outputs import (
@@ -50,7 +51,7 @@ from recon.pipeline.run_outputs import (
 from recon.pipeline.run_setup import resolve_device, reuse_trajectories, stage1_stream_seed, stage_distiller
 from recon.pipeline.stage import run_stage
 from recon.pipeline.stage1_nerf import Stage1
-from recon.pipeline.stage2_batch import Stage2Batch, auto_workers
+from recon.pipeline.stage2_batch import Stage2Batch
 from recon.pipeline.stage2_dmtet import Stage2, ViewTargets
 from recon.pipeline.surface_level import DensityFn
 from recon.priors.base import Condition, Prior
@@ -241,8 +242,9 @@ class StagedRun:
     # -- export and report
     def export(self, meshes: list[Mesh]) -> list[HypothesisResult]:
         """Write each mesh (GLB, OBJ+MTL+PNG, PLY) under ``meshes/`` as ``hypothesis_<k>``."""
-        return export_hypotheses(self.kept, meshes, self.color_fns, self.out / "meshes", self.backend,
-                                 self.config.export, self.config.seed, self.progress)
+        c = self.config
+        return export_hypotheses(self.kept, meshes, self.color_fns, self.out / "meshes", self.backend, c.export, c.seed,
+                                 self.progress, auto_workers(c.export.parallel_hypotheses, self.device, len(meshes)))
 
     def report(self, results: list[HypothesisResult]) -> None:
         """Turntables, the contact sheet and index.html (:func:`~recon.pipeline.run_outputs.write_report`)."""
