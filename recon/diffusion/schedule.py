@@ -108,10 +108,11 @@ class NoiseSchedule:
 
     @classmethod
     def scaled_linear(cls, beta_start: float = 0.00085, beta_end: float = 0.012, num: int = 1000,
-                      timestep_spacing: str = "trailing") -> NoiseSchedule:
-        """Stable Diffusion's / Zero-1-to-3's schedule."""
-        return cls.from_config({"beta_schedule": "scaled_linear", "beta_start": beta_start,
-                                "beta_end": beta_end, "num_train_timesteps": num}, timestep_spacing)
+                      timestep_spacing: str = "trailing", rescale_zero_snr: bool = False) -> NoiseSchedule:
+        """Stable Diffusion's / Zero-1-to-3's schedule (rescaled to ᾱ_T = 0 with ``rescale_zero_snr``)."""
+        return cls.from_config({"beta_schedule": "scaled_linear", "beta_start": beta_start, "beta_end": beta_end,
+                                "num_train_timesteps": num, "rescale_betas_zero_snr": rescale_zero_snr},
+                               timestep_spacing)
 
     # -- per-timestep coefficients; ``t`` may be an int, or a (B,) long tensor; t < 0 means "past 0".
     def alpha(self, t: int | torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,9 +1,10 @@
-"""Worker threads that step whole hypotheses side by side on the CPU, one torch thread each.
+"""Worker threads that handle whole hypotheses side by side on the CPU, one torch thread each.
 
-Both stages' tensors are too small for torch's intra-op threads to help on a small CPU (two intra-op
-threads gained nothing over one on the quick start, and collapsed 3.3x beside one busy process;
-docs/benchmarks.md), while the K hypotheses are independent graphs once the guidance loss's gradient on
-each render is known. So a stage maps its per-hypothesis work over these threads instead.
+Stage 2's tensors are too small for torch's intra-op threads to help on a small CPU (two intra-op threads
+were slower than one on the quick start, and collapsed 3.4x beside one busy process; docs/benchmarks.md),
+while its K hypotheses are independent graphs once the guidance loss's gradient on each render is known; the
+export's hypotheses are independent outright. Both map their per-hypothesis work over these threads. (Stage 1
+does not: its step is dispatch-bound and one batched graph beat per-hypothesis threads; docs/benchmarks.md.)
 """
 
 from __future__ import annotations

@@ -62,10 +62,9 @@ TERMINAL_ALPHA = 1e-6
 
 def library_schedule(zero_terminal_snr: bool) -> NoiseSchedule:
     """Stable Diffusion's scaled-linear schedule; rescaled to (almost) zero terminal SNR on request."""
+    base = NoiseSchedule.scaled_linear(rescale_zero_snr=zero_terminal_snr)
     if not zero_terminal_snr:
-        return NoiseSchedule.scaled_linear()
-    base = NoiseSchedule.from_config({"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
-                                      "num_train_timesteps": 1000, "rescale_betas_zero_snr": True})
+        return base
     abar = base.alphas_cumprod.clone()
     abar[-1] = max(float(abar[-1]), TERMINAL_ALPHA)
     return replace(base, alphas_cumprod=abar)
