@@ -193,6 +193,13 @@ MUTATIONS: list[Mutation] = [
         "if False:",
         ("tests/cli/test_cli_ctrl_c_in_imports.py",),
     ),
+    Mutation(
+        "decimation not serialised across export threads",
+        "recon/io/mesh_clean.py",
+        "        with _SIMPLIFY_LOCK:",
+        "        if True:",
+        ("tests/io/test_decimate_threads.py::test_decimate_on_threads_matches_one_thread",),
+    ),
 ]
 
 

@@ -38,6 +38,7 @@ trimesh's ``simplify_quadric_decimation`` wraps): a small wheel, quadric error m
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +48,9 @@ from scipy.spatial import cKDTree
 # Point-triangle pairs the inner-shell test may cost in clean_mesh (about 2 s on one idle core); larger
 # raw surfaces are tested after decimation (finish_mesh), where the decimated mesh keeps the cost down.
 INNER_SHELL_MAX_PAIRS = 5e7
+# fast_simplification keeps the mesh it works on in process-wide C++ globals, filled, simplified and read
+# back by three separate calls; export threads (export.parallel_hypotheses) must not interleave them.
+_SIMPLIFY_LOCK = threading.Lock()
 
 
 # How far (× the bounding-box diagonal) unpinch moves the copies of a cut vertex apart: far above float32
@@ -627,8 +631,9 @@ def decimate(vertices: np.ndarray, faces: np.ndarray, target_faces: int,
 
     goal = target_faces
     for _ in range(8):
-        v, f = simplify(np.asarray(vertices, np.float64), np.asarray(faces, np.int32),
-                        target_count=goal, agg=aggression)
+        with _SIMPLIFY_LOCK:
+            v, f = simplify(np.asarray(vertices, np.float64), np.asarray(faces, np.int32),
+                            target_count=goal, agg=aggression)
         if len(f) <= target_faces:
             return np.asarray(v, np.float64), np.asarray(f, np.int64)
         goal = max(4, goal - (len(f) - target_faces) - 1)
