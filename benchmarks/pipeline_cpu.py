@@ -6,16 +6,20 @@ own ``recon``. Absolute times move between machines and with whatever else runs 
 printed at the end (baseline / current, loaded / quiet) are the figures to quote.
 
     python benchmarks/pipeline_cpu.py --baseline dea1aeb            # quick start: current vs dea1aeb
+    python benchmarks/pipeline_cpu.py --baseline dea1aeb 4b51704    # ... and vs a second commit
     python benchmarks/pipeline_cpu.py --baseline dea1aeb --load 1   # ... and current beside 1 busy process
     python benchmarks/pipeline_cpu.py --methods dsd-commit sds --hypotheses 1 4   # current tree only
 
 Per row: wall time of each stage (from the run's ``run.json``), the whole command's wall time (imports
-included), peak RSS of the process, prior rows per step of each stage, and torch's thread count.
+included), peak RSS of the process, prior rows per step of each stage, and torch's thread count. Each
+baseline's meshes, textures and figures (every ``meshes/*`` file, contact sheet, turntables) are also
+compared byte for byte with the current run's: "identical" means a speed-up changed no output at all.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -70,6 +74,12 @@ def run_once(label: str, tree: Path, image: str, args: list[str], out_root: Path
     return Row(label, seconds, usage.ru_maxrss / 1024, stages, threads)
 
 
+def output_digests(out: Path) -> dict[str, str]:
+    """sha256 of the run's meshes, textures and figures (not run.json, checkpoints or the HTML index)."""
+    files = [*out.glob("meshes/*"), *out.glob("*.png"), *out.glob("*.gif")]
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files)}
+
+
 def spinners(n: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(n)]
 
@@ -95,7 +105,8 @@ def table(rows: list[Row]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", default="data/examples/crate.png", help="input, relative to each tree")
-    parser.add_argument("--baseline", metavar="COMMIT", help="also time the quick start at this commit")
+    parser.add_argument("--baseline", nargs="+", default=[], metavar="COMMIT",
+                        help="also time the quick start at these commits")
     parser.add_argument("--load", type=int, default=0, metavar="N",
                         help="also time the current tree beside N competing CPU-bound processes")
     parser.add_argument("--methods", nargs="+", default=[], help="extra current-tree rows, one per method")
@@ -109,12 +120,18 @@ def main() -> None:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="recon-pipeline-cpu-") as tmp:
         tmp_path = Path(tmp)
-        base_tree = worktree(args.baseline, tmp_path) if args.baseline else None
+        base_trees = {c: worktree(c, tmp_path) for c in args.baseline}
+        same: dict[str, str] = {}
         try:
             print(f"input: {args.image}   cores: {os.cpu_count()}   python: {sys.executable}", flush=True)
-            if base_tree is not None:
-                rows.append(run_once(f"baseline {args.baseline}", base_tree, args.image, [], tmp_path))
+            for commit, tree in base_trees.items():
+                rows.append(run_once(f"baseline {commit}", tree, args.image, [], tmp_path))
             rows.append(run_once("current", ROOT, args.image, current_args, tmp_path))
+            mine = output_digests(tmp_path / "current")
+            for commit in base_trees:
+                theirs = output_digests(tmp_path / f"baseline_{commit}")
+                equal = sum(theirs.get(k) == v for k, v in mine.items())
+                same[commit] = f"{equal} of {len(mine)} output files byte-identical"
             if args.load:
                 busy = spinners(args.load)
                 try:
@@ -129,17 +146,17 @@ def main() -> None:
                                          [*current_args, "--set", f"distill.method={method}", "--hypotheses", str(k)],
                                          tmp_path))
         finally:
-            if base_tree is not None:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base_tree)],
+            for tree in base_trees.values():
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
                                capture_output=True)
     table(rows)
     by = {r.label: r for r in rows}
     cur = by["current"]
-    if args.baseline:
-        base = by[f"baseline {args.baseline}"]
-        print(f"\nspeed-up of the quick start, baseline / current: {base.seconds / cur.seconds:.2f}x "
-              f"({base.seconds:.0f} s -> {cur.seconds:.0f} s)")
-        for name in ("stage1_nerf", "stage2_dmtet"):
+    for commit in args.baseline:
+        base = by[f"baseline {commit}"]
+        print(f"\nspeed-up of the quick start, {commit} / current: {base.seconds / cur.seconds:.2f}x "
+              f"({base.seconds:.0f} s -> {cur.seconds:.0f} s); {same[commit]}")
+        for name in ("stage1_nerf", "stage2_dmtet", "export"):
             b, c = base.stages.get(name, {}).get("seconds"), cur.stages.get(name, {}).get("seconds")
             if b and c:
                 print(f"  {name}: {b / c:.2f}x ({b:.0f} s -> {c:.0f} s)")

@@ -200,6 +200,27 @@ MUTATIONS: list[Mutation] = [
         "        if True:",
         ("tests/io/test_decimate_threads.py::test_decimate_on_threads_matches_one_thread",),
     ),
+    Mutation(
+        "compiled rasteriser: top-left fill rule off",
+        "recon/render/cpu_kernels.py",
+        "(ev == 0.0 and (ar > 0.0 or",
+        "(ev == 0.0 and (ar >= 0.0 or",
+        ("tests/render/test_raster_cpu.py::test_shared_edges_and_vertices_are_covered_exactly_once",),
+    ),
+    Mutation(
+        "compiled antialias: owner not the nearer triangle",
+        "recon/render/cpu_kernels.py",
+        "use1 = t0 < 0 or (t1 >= 0 and not (zbuf[bi, r, cc] < zbuf[bi, r1, c1]))",
+        "use1 = t0 < 0",
+        ("tests/render/test_raster_cpu.py::test_an_edge_in_front_of_a_surface_is_antialiased_by_the_nearer_triangle",),
+    ),
+    Mutation(
+        "compiled antialias: blend weight halved",
+        "recon/render/cpu_kernels.py",
+        "        alpha = s * (half - clamped)",
+        "        alpha = s * (half - clamped) * 0.5",
+        ("tests/render/test_raster_cpu.py::test_an_edge_in_front_of_a_surface_is_antialiased_by_the_nearer_triangle",),
+    ),
 ]
 
 

@@ -34,6 +34,9 @@ How it works:
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import torch
 
 from recon.scene.mesh_topology import edge_adjacency
@@ -78,12 +81,35 @@ class CpuRasterizer:
     """The CPU backend. Works on any torch device (it is plain torch), tuned for the CPU.
 
     max_pairs bounds the (triangle, pixel) candidate pairs tested at once (memory ~ 200 bytes per pair).
+    compiled: on CPU tensors, run the visibility loop compiled (:mod:`recon.render.cpu_kernels`, same
+    arithmetic, same ids) instead of as vectorised torch ops; other devices always use the torch ops.
     """
 
     name = "cpu"
 
-    def __init__(self, max_pairs: int = 1 << 20):
+    def __init__(self, max_pairs: int = 1 << 20, compiled: bool = True):
         self.max_pairs = int(max_pairs)
+        self.compiled = bool(compiled)
+        # Silhouette tests need each edge's opposite vertex; a prior renders the same fixed meshes every
+        # step, so the last few faces tensors' answers are kept (holding the tensor, so its id stays its own,
+        # and its version counter, so an in-place edit is a miss).
+        self._opposite: OrderedDict[int, tuple[torch.Tensor, int, int, torch.Tensor]] = OrderedDict()
+        self._opposite_lock = threading.Lock()
+
+    def _opposite_vertices(self, faces: torch.Tensor, num_vertices: int) -> torch.Tensor:
+        """``edge_adjacency(faces, num_vertices).opposite``, remembered for the last 16 faces tensors."""
+        key = id(faces)
+        with self._opposite_lock:
+            hit = self._opposite.get(key)
+            if hit is not None and hit[0] is faces and hit[1] == faces._version and hit[2] == num_vertices:
+                self._opposite.move_to_end(key)
+                return hit[3]
+        opposite = edge_adjacency(faces, num_vertices).opposite
+        with self._opposite_lock:
+            self._opposite[key] = (faces, faces._version, num_vertices, opposite)
+            while len(self._opposite) > 16:
+                self._opposite.popitem(last=False)
+        return opposite
 
     # ------------------------------------------------------------------ rasterize
     def rasterize(
@@ -95,7 +121,23 @@ class CpuRasterizer:
         faces_l = faces.long()
         with torch.no_grad():
             tri = self.visible_triangles(verts_clip.detach(), faces_l, h, w)
+        if self._compiled_forward(verts_clip):
+            from recon.render.cpu_kernels import rast_from_ids
+
+            dtype = verts_clip.dtype
+            out = torch.zeros(*tri.shape, 4, dtype=dtype)
+            rast_from_ids(tri.numpy(), verts_clip.contiguous().numpy(), faces_l.contiguous().numpy(),
+                          _pixel_centres(w, dtype, "cpu").numpy(), _pixel_centres(h, dtype, "cpu").numpy(),
+                          torch.ones(1, dtype=dtype).numpy(), out.numpy())
+            return out, None
         return self._rast_from_ids(verts_clip, faces_l, tri), None
+
+    def _compiled_forward(self, *tensors: torch.Tensor) -> bool:
+        """True where the compiled loops may stand in for the torch ops: CPU tensors of a float dtype that
+        no gradient will flow through (e.g. a prior's renders of fixed meshes)."""
+        return (self.compiled and all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64)
+                                      for t in tensors)
+                and not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)))
 
     def visible_triangles(self, verts_clip: torch.Tensor, faces: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """(B, H, W) long id of the nearest triangle covering each pixel centre, -1 where none."""
@@ -105,6 +147,12 @@ class CpuRasterizer:
         best_t = torch.full((bsz * h * w,), -1, dtype=torch.long, device=device)
         if nf == 0 or bsz == 0:
             return best_t.view(bsz, h, w)
+        if self.compiled and device.type == "cpu":
+            from recon.render.cpu_kernels import nearest_triangles, setup_triangles
+
+            pos = verts_clip.to(torch.float64).contiguous().numpy()
+            tris = setup_triangles(pos, faces.contiguous().numpy(), h, w)
+            return torch.from_numpy(nearest_triangles(*tris, nf, h, w, bsz)).view(bsz, h, w)
         tris = self._setup(verts_clip, faces, h, w)
         keep = tris["keep"]
         if keep.numel() == 0:
@@ -319,6 +367,13 @@ class CpuRasterizer:
         bsz, h, w, _ = rast.shape
         if attr.shape[0] not in (1, bsz):
             raise ValueError(f"attr batch {attr.shape[0]} does not match rast batch {bsz}")
+        if self._compiled_forward(attr, rast) and attr.dtype == rast.dtype:
+            from recon.render.cpu_kernels import interpolate
+
+            out = torch.zeros(bsz, h, w, attr.shape[-1], dtype=attr.dtype)
+            interpolate(attr.contiguous().numpy(), rast.contiguous().numpy(), faces.long().contiguous().numpy(),
+                        torch.ones(1, dtype=rast.dtype).numpy(), out.numpy())
+            return out, None
         tri = rast[..., 3].detach().reshape(-1).long() - 1
         flat = (tri >= 0).nonzero().squeeze(1)
         vi = faces.long().index_select(0, tri.index_select(0, flat))  # (P, 3)
@@ -343,6 +398,17 @@ class CpuRasterizer:
         if work is None:
             return color
         flat0, flat1, own, edge, ds, d = work
+        if self._compiled_forward(color, verts_clip) and color.dtype == verts_clip.dtype:
+            from recon.render.cpu_kernels import blend_pairs
+
+            dtype = verts_clip.dtype
+            out = flat_color.clone()
+            blend_pairs(flat_color.contiguous().numpy(), flat0.numpy(), flat1.numpy(), own.numpy(), edge.numpy(),
+                        ds.numpy(), d.numpy(), verts_clip.contiguous().numpy(), faces_l.contiguous().numpy(),
+                        (torch.arange(w).to(dtype) + 0.5 - w / 2).numpy(),
+                        (torch.arange(h).to(dtype) + 0.5 - h / 2).numpy(),
+                        torch.tensor([w / 2, h / 2, 1.0, 0.5], dtype=dtype).numpy(), out.numpy())
+            return out.view(bsz, h, w, ch)
         # Differentiable crossing position of the chosen edge, relative to the owning pixel's centre.
         origin = torch.where(ds > 0, flat0, flat1)
         b = torch.div(origin, h * w, rounding_mode="floor")
@@ -377,12 +443,32 @@ class CpuRasterizer:
         y = p[:, 1] / p[:, 3] * (h / 2) - (row.to(p.dtype) + 0.5 - h / 2)
         return x, y
 
+    def _antialias_work_compiled(self, tri: torch.Tensor, zbuf: torch.Tensor, verts_clip: torch.Tensor,
+                                 faces: torch.Tensor):
+        """:meth:`_antialias_work` through the compiled loop (same pairs, same order)."""
+        from recon.render.cpu_kernels import silhouette_pairs
+
+        h, w = tri.shape[1:]
+        dtype = verts_clip.dtype
+        fx = torch.arange(w).to(dtype) + 0.5 - w / 2  # the torch path's pixel offsets, op for op
+        fy = torch.arange(h).to(dtype) + 0.5 - h / 2
+        consts = torch.tensor([w / 2, h / 2, 1.0, -torch.finfo(dtype).max], dtype=dtype)
+        opposite = self._opposite_vertices(faces, verts_clip.shape[1])
+        f0, own, edge, ds, d = (torch.from_numpy(a) for a in silhouette_pairs(
+            tri.contiguous().numpy(), zbuf.contiguous().numpy(), verts_clip.contiguous().numpy(),
+            faces.contiguous().numpy(), opposite.contiguous().numpy(), fx.numpy(), fy.numpy(), consts.numpy()))
+        if f0.numel() == 0:
+            return None
+        return f0, f0 + torch.where(d == 1, w, 1), own, edge, ds, d
+
     def _antialias_work(self, rast: torch.Tensor, verts_clip: torch.Tensor, faces: torch.Tensor):
         """Pixel pairs whose colours get blended: (flat0, flat1, owning face, edge index, ds, d) or None."""
         bsz, h, w, _ = rast.shape
         device = rast.device
         tri = rast[..., 3].long() - 1
         zbuf = rast[..., 2]
+        if self.compiled and device.type == "cpu":
+            return self._antialias_work_compiled(tri, zbuf, verts_clip, faces)
         idx = torch.arange(bsz * h * w, device=device).view(bsz, h, w)
         f0 = torch.cat([idx[:, :, :-1][tri[:, :, :-1] != tri[:, :, 1:]],
                         idx[:, :-1, :][tri[:, :-1, :] != tri[:, 1:, :]]])
@@ -403,9 +489,8 @@ class CpuRasterizer:
         row = torch.div(rem, w, rounding_mode="floor")
         col = rem - row * w
 
-        adj = edge_adjacency(faces, verts_clip.shape[1])
         vi = faces.index_select(0, own)  # (P, 3)
-        op = adj.opposite.index_select(0, own)
+        op = self._opposite_vertices(faces, verts_clip.shape[1]).index_select(0, own)
         op = torch.where(op >= 0, op, vi)  # no neighbour: the vertex itself, always a silhouette
         pv = _gather_vertices(verts_clip, b, vi)  # (P, 3, 4)
         po = _gather_vertices(verts_clip, b, op)

@@ -46,10 +46,11 @@ def _distance_to_samples(samples, queries, band: float):
     """
     from scipy.spatial import cKDTree
 
-    dist = cKDTree(samples[::_COARSE_STRIDE]).query(queries)[0]
+    # workers=-1: queries split over every core (each query's answer is the same, whatever the split).
+    dist = cKDTree(samples[::_COARSE_STRIDE]).query(queries, workers=-1)[0]
     near = dist < band
     if near.any():
-        dist[near] = cKDTree(samples).query(queries[near])[0]
+        dist[near] = cKDTree(samples).query(queries[near], workers=-1)[0]
     return dist
 
 

@@ -17,6 +17,12 @@ from recon.scene.mesh_regularizers import laplacian_smoothness
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.fixture(params=[True, False], ids=["compiled", "torch"])
+def raster(request) -> CpuRasterizer:
+    """Both visibility paths face the same oracles: the compiled loop (CPU default) and the torch ops."""
+    return CpuRasterizer(compiled=request.param)
+
+
 def box_mesh(half: torch.Tensor, rot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     box = trimesh.creation.box(extents=(2 * half).tolist())
     v = torch.tensor(box.vertices, dtype=torch.float64) @ rot.T
@@ -27,13 +33,13 @@ def test_cpu_backend_satisfies_the_protocol():
     assert isinstance(CpuRasterizer(), RasterBackend)
 
 
-def test_mask_and_depth_of_a_box_match_an_analytic_ray_cast():
+def test_mask_and_depth_of_a_box_match_an_analytic_ray_cast(raster):
     h, w = 72, 96  # non-square: catches aspect-ratio and row/column mix-ups
     half = torch.tensor([0.5, 0.3, 0.4])
     rot = rotation((0.3, 0.7, -0.2))
     verts, faces = box_mesh(half, rot)
     cams = camera_batch([0, 35, -20], [0, 50, 200], [3.0, 3.5, 2.8], [30, 25, 35], (h, w), dtype=torch.float64)
-    r = CpuRasterizer()
+    r = raster
     clip = to_clip(verts.float(), cams.mvp.float())
     rast, db = r.rasterize(clip, faces, (h, w))
     assert db is None and rast.shape == (3, h, w, 4)
@@ -69,7 +75,7 @@ def test_mask_and_depth_of_a_box_match_an_analytic_ray_cast():
     assert ((depth[..., 0].double() - depth_ref)[face_interior]).abs().max() < 1e-5
 
 
-def test_shared_edges_and_vertices_are_covered_exactly_once():
+def test_shared_edges_and_vertices_are_covered_exactly_once(raster):
     # A tessellated square in NDC whose vertices sit exactly on pixel centres, so many pixel centres lie
     # exactly on shared edges and vertices; with per-vertex w != 1 the same NDC positions come from
     # different homogeneous coordinates. Every pixel centre inside must be covered once, none twice.
@@ -87,7 +93,7 @@ def test_shared_edges_and_vertices_are_covered_exactly_once():
         tris = [(a, b, c), (a, c, d)] if k % 2 else [(a, b, d), (b, c, d)]
         faces += [t if k % 3 else t[::-1] for t in tris]
     faces = torch.tensor(faces)
-    r = CpuRasterizer()
+    r = raster
     for wscale in (torch.ones(ndc_xy.shape[0], dtype=torch.float64),
                    0.5 + 2 * torch.rand(ndc_xy.shape[0], generator=g, dtype=torch.float64)):
         clip = torch.cat([ndc_xy * wscale[:, None], torch.zeros_like(wscale)[:, None], wscale[:, None]], -1)
@@ -109,7 +115,7 @@ def test_shared_edges_and_vertices_are_covered_exactly_once():
         assert torch.equal(rast[0, ..., 3] > 0, cover > 0)
 
 
-def test_a_ground_plane_through_the_near_plane_has_no_cracks_or_overlaps():
+def test_a_ground_plane_through_the_near_plane_has_no_cracks_or_overlaps(raster):
     # A tessellated floor running behind the camera: triangles with a vertex behind the eye take the
     # homogeneous path. Per-triangle coverage counts must be 1 wherever the analytic floor is seen (away from
     # its outer border and the near-plane cut) and never 2.
@@ -127,7 +133,7 @@ def test_a_ground_plane_through_the_near_plane_has_no_cracks_or_overlaps():
     faces = torch.tensor(faces)
     cams = camera_batch(5, 10, 2.0, 70, (h, w), dtype=torch.float64)
     clip = to_clip(verts, cams.mvp)
-    r = CpuRasterizer()
+    r = raster
     per_tri = torch.stack([r.rasterize(clip, faces[f:f + 1], (h, w))[0][0, ..., 3] > 0
                            for f in range(faces.shape[0])])
     homogeneous = [f for f in range(faces.shape[0]) if (clip[0, faces[f], 3] <= 0).any()]
@@ -150,7 +156,7 @@ def _border(lo: int, hi: int, h: int, w: int) -> torch.Tensor:
     return b
 
 
-def test_interpolation_is_perspective_correct():
+def test_interpolation_is_perspective_correct(raster):
     # A strongly slanted quad; the interpolated world position of every covered pixel must lie on that
     # pixel's ray (affine screen-space interpolation would not).
     h = w = 40
@@ -158,7 +164,7 @@ def test_interpolation_is_perspective_correct():
                          dtype=torch.float64)
     faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
     cams = camera_batch(-25, 10, 3.0, 60, (h, w), dtype=torch.float64)
-    r = CpuRasterizer()
+    r = raster
     rast, _ = r.rasterize(to_clip(verts, cams.mvp), faces, (h, w))
     pos, _ = r.interpolate(verts, rast, faces)
     o, d = rays(cams, h, w, top_first=False)
@@ -176,13 +182,13 @@ def test_interpolation_is_perspective_correct():
     assert (uv >= 0).all() and (uv.sum(-1) <= 1).all()
 
 
-def test_triangle_crossing_the_near_plane_is_clipped_not_wrapped():
+def test_triangle_crossing_the_near_plane_is_clipped_not_wrapped(raster):
     # One vertex behind the camera: pixels are covered only where the ray meets the triangle in front.
     h = w = 32
     cams = camera_batch(0, 0, 2.0, 60, (h, w), dtype=torch.float64)
     verts = torch.tensor([[-0.6, -0.4, 0.0], [0.6, -0.4, 0.0], [0.0, 0.3, 4.0]], dtype=torch.float64)
     faces = torch.tensor([[0, 1, 2]])
-    r = CpuRasterizer()
+    r = raster
     clip = to_clip(verts, cams.mvp)
     assert (clip[0, :, 3] < 0).any()
     rast, _ = r.rasterize(clip, faces, (h, w))
@@ -204,16 +210,39 @@ def test_triangle_crossing_the_near_plane_is_clipped_not_wrapped():
     assert not ((mask != ref) & ~boundary_band(ref)).any()
 
 
-def test_chunking_and_batching_do_not_change_the_result():
+def test_pixels_beyond_the_far_plane_are_clipped(raster):
+    # A floor-like triangle running from 1 to 5 units ahead with the far plane at 3: covered only where the
+    # ray meets it before the far plane (per-pixel z/w clipping, as nvdiffrast does).
+    h = w = 32
+    cams = camera_batch(0, 0, 2.0, 60, (h, w), far=3.0, dtype=torch.float64)
+    verts = torch.tensor([[-2.5, 0.8, -3.0], [2.5, 0.8, -3.0], [0.0, -0.4, 1.0]], dtype=torch.float64)
+    rast, _ = raster.rasterize(to_clip(verts, cams.mvp), torch.tensor([[0, 1, 2]]), (h, w))
+    o, d = rays(cams, h, w, top_first=False)
+    n = torch.linalg.cross(verts[1] - verts[0], verts[2] - verts[0])
+    t = ((verts[0] - o) @ n) / (d @ n)
+    hit = o + t[..., None] * d
+    # Barycentric inside test of the plane hit (closed form), and the hit's depth along the view axis.
+    e = [torch.linalg.cross((verts[(i + 2) % 3] - verts[(i + 1) % 3]).expand_as(hit), hit - verts[(i + 1) % 3], dim=-1) @ n
+         for i in range(3)]
+    inside = (e[0] >= 0) & (e[1] >= 0) & (e[2] >= 0)
+    ahead = t * (d @ -cams.c2w[0, :3, 2])
+    ref = inside & (ahead > cams.near) & (ahead < cams.far)
+    mask = rast[..., 3] > 0
+    assert ref.sum() > 30 and (inside & (ahead >= cams.far)).sum() > 30
+    assert not ((mask != ref) & ~boundary_band(ref)).any()
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "torch"])
+def test_chunking_and_batching_do_not_change_the_result(compiled):
     ico = trimesh.creation.icosphere(subdivisions=3, radius=0.6)
     verts = torch.tensor(ico.vertices, dtype=torch.float32)
     faces = torch.tensor(ico.faces)
     cams = camera_batch([0, 40], [0, 130], 3.0, 30, 48)
     clip = to_clip(verts, cams.mvp)
-    a, _ = CpuRasterizer().rasterize(clip, faces, (48, 48))
-    b, _ = CpuRasterizer(max_pairs=97).rasterize(clip, faces, (48, 48))
-    c0, _ = CpuRasterizer().rasterize(clip[:1], faces, (48, 48))
-    c1, _ = CpuRasterizer().rasterize(clip[1:], faces, (48, 48))
+    a, _ = CpuRasterizer(compiled=compiled).rasterize(clip, faces, (48, 48))
+    b, _ = CpuRasterizer(max_pairs=97, compiled=False).rasterize(clip, faces, (48, 48))
+    c0, _ = CpuRasterizer(compiled=compiled).rasterize(clip[:1], faces, (48, 48))
+    c1, _ = CpuRasterizer(compiled=compiled).rasterize(clip[1:], faces, (48, 48))
     assert torch.equal(a, b)
     assert torch.equal(a, torch.cat([c0, c1]))
 
@@ -257,13 +286,13 @@ def _supersampled_coverage(ndc_xy: torch.Tensor, h: int, w: int, s: int = 32) ->
     return inside.double().view(h, s, w, s).mean((1, 3))
 
 
-def test_antialiased_coverage_and_its_gradient_match_the_triangle_area():
+def test_antialiased_coverage_and_its_gradient_match_the_triangle_area(raster):
     # For a lone triangle every edge is a silhouette. Oracles: per-pixel coverage from 32x32 supersampling,
     # and the closed-form derivative of the triangle's area (the integral of coverage) w.r.t. its vertices.
     h = w = 64
     g = torch.Generator().manual_seed(0)
     faces = torch.tensor([[0, 1, 2]])
-    r = CpuRasterizer()
+    r = raster
     for _ in range(3):
         xy = torch.rand(1, 3, 2, generator=g, dtype=torch.float64) * 1.8 - 0.9
         verts = torch.cat([xy, torch.zeros(1, 3, 1, dtype=torch.float64),
@@ -293,14 +322,53 @@ def test_antialiased_coverage_and_its_gradient_match_the_triangle_area():
         assert (ratio - 1).abs() < 0.15
 
 
-def test_interior_edges_are_not_antialiased():
+def test_an_edge_in_front_of_a_surface_is_antialiased_by_the_nearer_triangle(raster):
+    # A triangle in front of a screen-filling quad: pixel pairs across its edge are both covered, and the
+    # blend must come from the nearer triangle's edge (nvdiffrast's rule). Oracle: supersampled coverage.
+    h = w = 64
+    back = torch.tensor([[-1.5, -1.5], [1.5, -1.5], [1.5, 1.5], [-1.5, 1.5]], dtype=torch.float64)
+    for tri in ([[-0.6, -0.5], [0.7, -0.3], [0.1, 0.6]], [[0.5, 0.6], [-0.7, 0.2], [-0.2, -0.7]],
+                [[-0.3, -0.6], [0.6, 0.1], [-0.5, 0.5]]):
+        xy = torch.tensor(tri, dtype=torch.float64)
+        pts = torch.cat([xy, back])
+        z = torch.tensor([-0.5] * 3 + [0.5] * 4, dtype=torch.float64)[:, None]
+        verts = torch.cat([pts, z, torch.ones_like(z)], -1)[None]
+        faces = torch.tensor([[0, 1, 2], [3, 4, 5], [3, 5, 6]])
+        rast, _ = raster.rasterize(verts, faces, (h, w))
+        front = (rast[..., 3:] == 1).double()
+        aa = raster.antialias(front, rast, verts, faces)
+        cov = _supersampled_coverage(xy, h, w)
+        partial = (cov > 0) & (cov < 1)
+        mae_hard = float((front[0, ..., 0] - cov)[partial].abs().mean())
+        mae_aa = float((aa[0, ..., 0] - cov)[partial].abs().mean())
+        assert mae_aa < 0.25 * mae_hard and mae_aa < 0.06
+
+
+def test_intersections_are_not_antialiased(raster):
+    # Two quads crossing each other along x = 0 (z changes sign there): the ids change along the crossing,
+    # but it is no triangle's edge, so nothing is blended there (nvdiffrast leaves intersections aliased).
+    h = w = 32
+    a = [[-0.6, -0.6, -0.4, 1], [0.6, -0.6, 0.4, 1], [0.6, 0.6, 0.4, 1], [-0.6, 0.6, -0.4, 1]]
+    b = [[-0.6, -0.6, 0.4, 1], [0.6, -0.6, -0.4, 1], [0.6, 0.6, -0.4, 1], [-0.6, 0.6, 0.4, 1]]
+    verts = torch.tensor([a + b], dtype=torch.float64)
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]])
+    rast, _ = raster.rasterize(verts, faces, (h, w))
+    tri = rast[..., 3:]
+    color = torch.where(tri <= 2, 0.2, 0.9).double() * (tri > 0)
+    assert ((tri == 1) | (tri == 2)).sum() > 100 and ((tri == 3) | (tri == 4)).sum() > 100
+    aa = raster.antialias(color, rast, verts, faces)
+    changed = (aa != color)[0, ..., 0]
+    assert changed.any() and not (changed & ~boundary_band(tri[..., 0] > 0)[0]).any()
+
+
+def test_interior_edges_are_not_antialiased(raster):
     # Two coplanar triangles sharing an edge: the shared edge is not a silhouette, so colours are untouched
     # along it even though the triangle ids change there.
     h = w = 32
     verts = torch.tensor([[[-0.8, -0.8, 0, 1], [0.8, -0.8, 0, 1], [0.8, 0.8, 0, 1], [-0.8, 0.8, 0, 1]]],
                          dtype=torch.float64)
     faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
-    r = CpuRasterizer()
+    r = raster
     rast, _ = r.rasterize(verts, faces, (h, w))
     tri = rast[..., 3:]
     color = torch.where(tri == 1, 0.2, torch.where(tri == 2, 0.9, 0.0)).double()
@@ -308,6 +376,26 @@ def test_interior_edges_are_not_antialiased():
     changed = (aa != color)[0, ..., 0]
     covered = (tri[0, ..., 0] > 0)
     assert not (changed & ~boundary_band(covered[None])[0]).any()
+
+
+def test_faces_edited_in_place_are_not_served_from_the_adjacency_cache(raster):
+    # The rasteriser remembers each faces tensor's edge adjacency; editing the tensor in place (here: the
+    # quad's second triangle stops sharing the diagonal) must give what a fresh rasteriser gives.
+    h = w = 32
+    verts = torch.tensor([[[-0.8, -0.8, 0, 1], [0.8, -0.8, 0, 1], [0.8, 0.8, 0, 1], [-0.8, 0.8, 0, 1],
+                           [-0.8, -0.8, 0, 1], [0.8, 0.8, 0, 1]]], dtype=torch.float64)
+    faces = torch.tensor([[0, 1, 2], [0, 2, 3]])
+
+    def draw(r):
+        rast, _ = r.rasterize(verts, faces, (h, w))
+        tri = rast[..., 3:]
+        return r.antialias(torch.where(tri == 1, 0.2, 0.9).double() * (tri > 0), rast, verts, faces)
+
+    before = draw(raster)
+    faces[1] = torch.tensor([4, 5, 3])
+    after = draw(raster)
+    assert torch.equal(after, draw(CpuRasterizer(compiled=raster.compiled)))
+    assert not torch.equal(before, after)
 
 
 def test_silhouette_only_optimisation_moves_a_mesh_onto_target_masks():
