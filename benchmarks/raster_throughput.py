@@ -2,7 +2,9 @@
 
 CPU rasteriser at 64/128/256 square for tori of 1k/10k/50k faces, forward only and forward + backward
 (gradients to vertex positions and colours); nvdiffrast on CUDA as well where CUDA and nvdiffrast exist.
-Each figure is the median over repeats of a batch of 4 views, divided by 4.
+Each figure is the median over repeats of a batch of 4 views, divided by 4. The CPU backend runs twice,
+interleaved per cell: its compiled loops (the default on CPU tensors) and its plain torch ops
+(``CpuRasterizer(compiled=False)``, the path other devices take), with the ratio.
 
     python benchmarks/raster_throughput.py [--threads 1] [--repeats 5]
 """
@@ -75,6 +77,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cams = camera_batch([0, 30, -20, 60], [0, 100, 200, 300], 2.2, 40, 64)
     backends = [("cpu", CpuRasterizer(), "cpu")]
+    torch_ops = CpuRasterizer(compiled=False)
     if nvdiffrast_available():
         from recon.render.nvdiffrast_backend import NvdiffrastRasterizer
 
@@ -83,7 +86,8 @@ def main() -> None:
           f"{args.repeats}; ms per frame (rasterize + interpolate + antialias)")
     for name, backend, device in backends:
         print(f"\nbackend {name}")
-        print(f"{'faces':>6} {'res':>5} {'forward ms':>11} {'fwd+bwd ms':>11} {'fwd vs 64²':>11}")
+        extra = f" {'torch fwd':>10} {'torch f+b':>10} {'fwd x':>6} {'f+b x':>6}" if name == "cpu" else ""
+        print(f"{'faces':>6} {'res':>5} {'forward ms':>11} {'fwd+bwd ms':>11} {'fwd vs 64²':>11}{extra}")
         for label, (n, m) in FACES.items():
             verts, faces = torus(n, m)
             base = None
@@ -91,7 +95,12 @@ def main() -> None:
                 fwd = frame_ms(backend, verts, faces, cams, res, False, args.repeats, device)
                 bwd = frame_ms(backend, verts, faces, cams, res, True, args.repeats, device)
                 base = base or fwd
-                print(f"{label:>6} {res:>4}² {fwd:>11.2f} {bwd:>11.2f} {fwd / base:>10.2f}x")
+                row = f"{label:>6} {res:>4}² {fwd:>11.2f} {bwd:>11.2f} {fwd / base:>10.2f}x"
+                if name == "cpu":
+                    tf = frame_ms(torch_ops, verts, faces, cams, res, False, args.repeats, device)
+                    tb = frame_ms(torch_ops, verts, faces, cams, res, True, args.repeats, device)
+                    row += f" {tf:>10.2f} {tb:>10.2f} {tf / fwd:>5.1f}x {tb / bwd:>5.1f}x"
+                print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ class CpuRasterizer:
 
             dtype = verts_clip.dtype
             out = torch.zeros(*tri.shape, 4, dtype=dtype)
-            rast_from_ids(tri.numpy(), verts_clip.contiguous().numpy(), faces_l.contiguous().numpy(),
+            rast_from_ids(tri.numpy(), verts_clip.detach().contiguous().numpy(), faces_l.contiguous().numpy(),
                           _pixel_centres(w, dtype, "cpu").numpy(), _pixel_centres(h, dtype, "cpu").numpy(),
                           torch.ones(1, dtype=dtype).numpy(), out.numpy())
             return out, None
@@ -371,7 +371,8 @@ class CpuRasterizer:
             from recon.render.cpu_kernels import interpolate
 
             out = torch.zeros(bsz, h, w, attr.shape[-1], dtype=attr.dtype)
-            interpolate(attr.contiguous().numpy(), rast.contiguous().numpy(), faces.long().contiguous().numpy(),
+            interpolate(attr.detach().contiguous().numpy(), rast.detach().contiguous().numpy(),
+                        faces.long().contiguous().numpy(),
                         torch.ones(1, dtype=rast.dtype).numpy(), out.numpy())
             return out, None
         tri = rast[..., 3].detach().reshape(-1).long() - 1
@@ -402,9 +403,9 @@ class CpuRasterizer:
             from recon.render.cpu_kernels import blend_pairs
 
             dtype = verts_clip.dtype
-            out = flat_color.clone()
-            blend_pairs(flat_color.contiguous().numpy(), flat0.numpy(), flat1.numpy(), own.numpy(), edge.numpy(),
-                        ds.numpy(), d.numpy(), verts_clip.contiguous().numpy(), faces_l.contiguous().numpy(),
+            out = flat_color.detach().clone()
+            blend_pairs(flat_color.detach().contiguous().numpy(), flat0.numpy(), flat1.numpy(), own.numpy(), edge.numpy(),
+                        ds.numpy(), d.numpy(), verts_clip.detach().contiguous().numpy(), faces_l.contiguous().numpy(),
                         (torch.arange(w).to(dtype) + 0.5 - w / 2).numpy(),
                         (torch.arange(h).to(dtype) + 0.5 - h / 2).numpy(),
                         torch.tensor([w / 2, h / 2, 1.0, 0.5], dtype=dtype).numpy(), out.numpy())

@@ -449,3 +449,18 @@ def test_bad_inputs_fail_with_a_clear_error(bad):
         faces = torch.tensor([[0, 1, 5]])
     with pytest.raises(ValueError):
         CpuRasterizer().rasterize(verts, faces, (8, 8))
+
+
+def test_tensors_that_require_grad_render_under_no_grad(raster):
+    # A prior renders under torch.no_grad(); its vertices may still be leaf tensors that require grad.
+    verts = torch.tensor([[[-0.6, -0.5, 0, 1], [0.7, -0.3, 0, 1], [0.1, 0.6, 0, 1]]], dtype=torch.float64,
+                         requires_grad=True)
+    faces = torch.tensor([[0, 1, 2]])
+    colour = torch.rand(3, 3, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        rast, _ = raster.rasterize(verts, faces, (16, 16))
+        img, _ = raster.interpolate(colour, rast, faces)
+        out = raster.antialias(img, rast, verts, faces)
+    ref_rast, _ = raster.rasterize(verts.detach(), faces, (16, 16))
+    ref, _ = raster.interpolate(colour.detach(), ref_rast, faces)
+    assert torch.equal(out, raster.antialias(ref, ref_rast, verts.detach(), faces))
