@@ -5,7 +5,8 @@ more worker threads in one process, and the files compared byte for byte.
     python benchmarks/export_threads.py out/crate --workers 1,2,4 --repeats 3
 
 The run folder is only read (its checkpoints rebuild the surfaces, as ``recon export`` does); the files go to
-temporary folders. Ratios within one run are the figures to quote.
+temporary folders. Ratios within one run are the figures to quote. The last column compares each setting's
+files with the run's own ``meshes/`` (what the code that ran it exported).
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ def main() -> None:
                 files[w] = {p.name: p.read_bytes() for p in Path(d).iterdir()}
     base = min(times[counts[0]])
     print(f"{args.run}: {len(ks)} hypotheses, torch threads {torch.get_num_threads()}, best of {args.repeats}")
-    print("| export threads | seconds (best) | all runs | vs first | files identical to first |")
-    print("|---:|---:|---|---:|---|")
+    own = {p.name: p.read_bytes() for p in (args.run / "meshes").iterdir()}
+    print("| export threads | seconds (best) | all runs | vs first | files identical to first | identical to the run's |")
+    print("|---:|---:|---|---:|---|---|")
     for w in counts:
         same = files[w] == files[counts[0]]
+        theirs = sum(own.get(name) == data for name, data in files[w].items())
         print(f"| {w} | {min(times[w]):.2f} | {', '.join(f'{t:.2f}' for t in times[w])} | "
-              f"{base / min(times[w]):.2f}x | {'yes' if same else 'NO'} |")
+              f"{base / min(times[w]):.2f}x | {'yes' if same else 'NO'} | {theirs} of {len(files[w])} |")
 
 
 if __name__ == "__main__":

@@ -221,6 +221,13 @@ MUTATIONS: list[Mutation] = [
         "        alpha = s * (half - clamped) * 0.5",
         ("tests/render/test_raster_cpu.py::test_an_edge_in_front_of_a_surface_is_antialiased_by_the_nearer_triangle",),
     ),
+    Mutation(
+        "winding numbers summed into one component",
+        "recon/io/winding_kernel.py",
+        "out[p, labels[f]] += math.atan2(num, den)",
+        "out[p, 0] += math.atan2(num, den)",
+        ("tests/io/test_winding_numbers.py::test_winding_numbers_of_closed_and_open_surfaces",),
+    ),
 ]
 
 

@@ -37,7 +37,6 @@ trimesh's ``simplify_quadric_decimation`` wraps): a small wheel, quadric error m
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass, field
 
@@ -268,27 +267,14 @@ def _attached(mesh: trimesh.Trimesh, labels: np.ndarray, n: int, seeds: list[int
     return kept
 
 
-def winding_numbers(triangles: np.ndarray, labels: np.ndarray, points: np.ndarray, n: int,
-                    pairs_per_chunk: int = 400_000) -> np.ndarray:
+def winding_numbers(triangles: np.ndarray, labels: np.ndarray, points: np.ndarray, n: int) -> np.ndarray:
     """(P, n): generalised winding number at each point of the triangles of each label 0..n-1
     (1 inside a closed surface wound outwards, −1 wound inwards, 0 outside; fractional near holes).
-    Solid angles by Van Oosterom and Strackee's formula."""
-    from scipy.sparse import csr_matrix
+    Solid angles by Van Oosterom and Strackee's formula, in a compiled loop (:mod:`recon.io.winding_kernel`)."""
+    from recon.io.winding_kernel import winding_sums
 
-    tri = np.asarray(triangles, np.float64)
-    pts = np.asarray(points, np.float64)
-    onehot = csr_matrix((np.ones(len(tri)), (np.arange(len(tri)), labels)), shape=(len(tri), n))
-    out = np.zeros((len(pts), n))
-    step = max(1, pairs_per_chunk // max(len(tri), 1))
-    for i in range(0, len(pts), step):
-        p = pts[i:i + step, None, :]
-        a, b, c = tri[None, :, 0] - p, tri[None, :, 1] - p, tri[None, :, 2] - p
-        la, lb, lc = (np.linalg.norm(x, axis=-1) for x in (a, b, c))
-        num = np.einsum("pfi,pfi->pf", a, np.cross(b, c))
-        den = (la * lb * lc + np.einsum("pfi,pfi->pf", a, b) * lc + np.einsum("pfi,pfi->pf", a, c) * lb
-               + np.einsum("pfi,pfi->pf", b, c) * la)
-        out[i:i + step] = (onehot.T @ np.arctan2(num, den).T).T / (2 * math.pi)
-    return out
+    return winding_sums(np.ascontiguousarray(triangles, np.float64), np.ascontiguousarray(labels, np.int64),
+                        np.ascontiguousarray(points, np.float64).reshape(-1, 3), int(n))
 
 
 def inner_shells(mesh: trimesh.Trimesh, keep: np.ndarray, labels: np.ndarray | None = None,
