@@ -203,8 +203,8 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "compiled rasteriser: top-left fill rule off",
         "recon/render/cpu_kernels.py",
-        "(ev == 0.0 and (ar > 0.0 or",
-        "(ev == 0.0 and (ar >= 0.0 or",
+        "(ev[e] == 0.0 and (ar > 0.0 or",
+        "(ev[e] == 0.0 and (ar >= 0.0 or",
         ("tests/render/test_raster_cpu.py::test_shared_edges_and_vertices_are_covered_exactly_once",),
     ),
     Mutation(

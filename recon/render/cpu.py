@@ -1,4 +1,4 @@
-"""A CPU rasteriser in plain torch with nvdiffrast's rasterize / interpolate / antialias contract.
+"""A CPU rasteriser in torch (inner loops compiled with numba on the CPU) with nvdiffrast's rasterize / interpolate / antialias contract.
 
 Layouts are those of :class:`recon.render.backend.RasterBackend`: clip-space vertices (B, V, 4), faces
 (F, 3), ``rast`` (B, H, W, 4) = (u, v, z/w, triangle_id + 1) with row 0 at the bottom (NDC y = -1).
@@ -62,6 +62,16 @@ def _pixel_centres(n: int, dtype: torch.dtype, device) -> torch.Tensor:
     return ((2 * torch.arange(n, dtype=torch.float64, device=device) + 1) / n - 1).to(dtype)
 
 
+def _pixel_frame(h: int, w: int, dtype: torch.dtype) -> tuple:
+    """What the compiled antialias loops read, as NumPy arrays in ``dtype``: per-column and per-row offsets
+    of pixel centres from the image centre (``col + 0.5 - W/2``, op for op as the torch path computes them) and
+    the constants (W/2, H/2, 1, 0.5, lowest finite value)."""
+    fx = torch.arange(w).to(dtype) + 0.5 - w / 2
+    fy = torch.arange(h).to(dtype) + 0.5 - h / 2
+    consts = torch.tensor([w / 2, h / 2, 1.0, 0.5, -torch.finfo(dtype).max], dtype=dtype)
+    return fx.numpy(), fy.numpy(), consts.numpy()
+
+
 def _gather_vertices(values: torch.Tensor, batch: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """values (B, V, C), batch (P,), index (P, K) -> values[batch[:, None], index] as (P, K, C), via the
     much faster index_select on a flattened view."""
@@ -81,8 +91,10 @@ class CpuRasterizer:
     """The CPU backend. Works on any torch device (it is plain torch), tuned for the CPU.
 
     max_pairs bounds the (triangle, pixel) candidate pairs tested at once (memory ~ 200 bytes per pair).
-    compiled: on CPU tensors, run the visibility loop compiled (:mod:`recon.render.cpu_kernels`, same
-    arithmetic, same ids) instead of as vectorised torch ops; other devices always use the torch ops.
+    compiled: on CPU tensors, run the loops that carry no gradient (visibility, the antialias pass's pixel
+    pairs; and barycentrics, interpolation and the blend where no gradient is asked for) compiled
+    (:mod:`recon.render.cpu_kernels`, same arithmetic in the same order, same results) instead of as vectorised
+    torch ops; other devices always use the torch ops.
     """
 
     name = "cpu"
@@ -402,13 +414,10 @@ class CpuRasterizer:
         if self._compiled_forward(color, verts_clip) and color.dtype == verts_clip.dtype:
             from recon.render.cpu_kernels import blend_pairs
 
-            dtype = verts_clip.dtype
             out = flat_color.detach().clone()
             blend_pairs(flat_color.detach().contiguous().numpy(), flat0.numpy(), flat1.numpy(), own.numpy(), edge.numpy(),
                         ds.numpy(), d.numpy(), verts_clip.detach().contiguous().numpy(), faces_l.contiguous().numpy(),
-                        (torch.arange(w).to(dtype) + 0.5 - w / 2).numpy(),
-                        (torch.arange(h).to(dtype) + 0.5 - h / 2).numpy(),
-                        torch.tensor([w / 2, h / 2, 1.0, 0.5], dtype=dtype).numpy(), out.numpy())
+                        *_pixel_frame(h, w, verts_clip.dtype), out.numpy())
             return out.view(bsz, h, w, ch)
         # Differentiable crossing position of the chosen edge, relative to the owning pixel's centre.
         origin = torch.where(ds > 0, flat0, flat1)
@@ -450,14 +459,10 @@ class CpuRasterizer:
         from recon.render.cpu_kernels import silhouette_pairs
 
         h, w = tri.shape[1:]
-        dtype = verts_clip.dtype
-        fx = torch.arange(w).to(dtype) + 0.5 - w / 2  # the torch path's pixel offsets, op for op
-        fy = torch.arange(h).to(dtype) + 0.5 - h / 2
-        consts = torch.tensor([w / 2, h / 2, 1.0, -torch.finfo(dtype).max], dtype=dtype)
         opposite = self._opposite_vertices(faces, verts_clip.shape[1])
         f0, own, edge, ds, d = (torch.from_numpy(a) for a in silhouette_pairs(
             tri.contiguous().numpy(), zbuf.contiguous().numpy(), verts_clip.contiguous().numpy(),
-            faces.contiguous().numpy(), opposite.contiguous().numpy(), fx.numpy(), fy.numpy(), consts.numpy()))
+            faces.contiguous().numpy(), opposite.contiguous().numpy(), *_pixel_frame(h, w, verts_clip.dtype)))
         if f0.numel() == 0:
             return None
         return f0, f0 + torch.where(d == 1, w, 1), own, edge, ds, d

@@ -126,6 +126,7 @@ def nearest_triangles(a, b, c, zc, wc, c0, c1, r0, ny, keep, nf, h, w, bsz):  # 
     best_d = np.full(npix, np.inf)
     best_t = np.full(npix, -1, np.int64)
     kr = np.empty(3)
+    ev = np.empty(3)
     for t in range(a.shape[0]):
         bb = keep[t] // nf
         f = keep[t] - bb * nf
@@ -159,20 +160,19 @@ def nearest_triangles(a, b, c, zc, wc, c0, c1, r0, ny, keep, nf, h, w, bsz):  # 
             for col in range(start, start + span):
                 px = col * _SUB + _SUB / 2
                 inside = True
-                num = 0.0
-                den = 0.0
                 for e in range(3):
                     ar = a[t, e]
-                    ev = ar * px + kr[e]
-                    if not (ev > 0.0 or (ev == 0.0 and (ar > 0.0 or (ar == 0.0 and b[t, e] > 0.0)))):
+                    ev[e] = ar * px + kr[e]
+                    if not (ev[e] > 0.0 or (ev[e] == 0.0 and (ar > 0.0 or (ar == 0.0 and b[t, e] > 0.0)))):
                         inside = False
                         break
                 if not inside:
                     continue
+                num = 0.0
+                den = 0.0
                 for e in range(3):
-                    ev = a[t, e] * px + kr[e]
-                    num += ev * zc[t, e]
-                    den += ev * wc[t, e]
+                    num += ev[e] * zc[t, e]
+                    den += ev[e] * wc[t, e]
                 zw = num / den
                 if not (zw >= -1.0 and zw <= 1.0):
                     continue
@@ -189,7 +189,7 @@ def silhouette_pairs(tri, zbuf, verts, faces, opposite, fx, fy, consts):  # prag
 
     tri (B, H, W) int64 triangle ids (-1 none), zbuf (B, H, W) z/w, verts (B, V, 4) clip positions, faces
     (F, 3) int64, opposite (F, 3) int64 (``EdgeAdjacency.opposite``), fx (W,) / fy (H,) pixel-centre offsets
-    ``col + 0.5 - W/2`` / ``row + 0.5 - H/2`` in the vertices' dtype, consts = (W/2, H/2, 1, -max) in that dtype
+    ``col + 0.5 - W/2`` / ``row + 0.5 - H/2`` in the vertices' dtype, consts = (W/2, H/2, 1, 0.5, lowest) in that dtype
     -> (flat0, flat1, own, edge, ds, d) of the pixel pairs whose colours get blended, horizontal pairs first.
     """
     bsz, h, w = tri.shape
@@ -199,7 +199,7 @@ def silhouette_pairs(tri, zbuf, verts, faces, opposite, fx, fy, consts):  # prag
     o_edge = np.empty(n_max, np.int64)
     o_ds = np.empty(n_max, verts.dtype)
     o_d = np.empty(n_max, np.int64)
-    half_w, half_h, one, lowest = consts[0], consts[1], consts[2], consts[3]
+    half_w, half_h, one, lowest = consts[0], consts[1], consts[2], consts[4]
     eps_lo, eps_hi = -consts[2] / 16, consts[2] + consts[2] / 16
     x = np.empty(3, verts.dtype)
     y = np.empty(3, verts.dtype)
@@ -325,7 +325,7 @@ def interpolate(attr, rast, faces, unit, out):  # pragma: no cover - compiled
 @njit(cache=True, nogil=True)
 def blend_pairs(color, f0, f1, own, edge, ds, d, verts, faces, fx, fy, consts, out):  # pragma: no cover
     """``CpuRasterizer.antialias``'s forward values: color (N, C) flat pixels, the pairs of
-    :func:`silhouette_pairs`, consts = (W/2, H/2, 1, 0.5) in the vertices' dtype, out (N, C) a copy of color
+    :func:`silhouette_pairs`, fx, fy and consts as there, out (N, C) a copy of color
     -> blended in place, in pair order."""
     h, w = fy.shape[0], fx.shape[0]
     half_w, half_h, half = consts[0], consts[1], consts[3]
