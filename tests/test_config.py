@@ -32,6 +32,16 @@ def test_yaml_then_overrides(tmp_path):
     assert load(Outer, None, ["scale=null"]).scale is None
 
 
+def test_exponents_without_a_dot_are_numbers(tmp_path):
+    # PyYAML (YAML 1.1) reads "1e-3" as a string; a float setting must still take it, from --set and from a file.
+    assert load(Outer, None, ["scale=1e-3"]).scale == 1e-3
+    path = tmp_path / "r.yaml"
+    path.write_text("scale: 2E+1\n")
+    assert load(Outer, path).scale == 20.0
+    with pytest.raises(ConfigError, match="scale"):
+        load(Outer, None, ["scale=1e-3x"])
+
+
 @pytest.mark.parametrize("override,needle", [
     ("inner.stepz=3", "inner.stepz"),
     ("inner.steps=abc", "inner.steps"),
