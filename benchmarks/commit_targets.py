@@ -8,7 +8,8 @@ nearest and the second-nearest member (how decisive the endpoint is), and the hi
 ``recon bench``'s assignments can be compared with these choices: a committed method reproduces them,
 an averaging one does not.
 
-    python benchmarks/commit_targets.py [--seeds 0-2] [-k 4] [--families board,...] [--json FILE]
+    python benchmarks/commit_targets.py [--seeds 0-2] [-k 4] [--families board,...] [--seed-noise antithetic]
+        [--json FILE]
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from recon import seeding
 from recon.diffusion.ddim import DDIMGrid, ddim_sample
+from recon.distill import DistillConfig, Hypothesis, build_distiller
 from recon.priors.library import LibraryPrior, LibraryPriorConfig
 from recon.render.select import select_backend
 
@@ -34,7 +35,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def anchor_choices(prior: LibraryPrior, family: str, seeds: list[int], k: int, anchor: tuple[float, float],
-                   distance: float, ode_steps: int, guidance: float) -> dict:
+                   distance: float, ode_steps: int, guidance: float, seed_noise: str = "independent") -> dict:
     """{seed: [(member, gap), ...] per hypothesis} and the member names of ``family``."""
     idx = [i for i, s in enumerate(prior.shapes) if s.family == family]
     names = [prior.shapes[i].member for i in idx]
@@ -46,7 +47,9 @@ def anchor_choices(prior: LibraryPrior, family: str, seeds: list[int], k: int, a
     grid = DDIMGrid.make(prior.schedule, ode_steps)
     out = {}
     for s in seeds:
-        eps = torch.stack([seeding.eps_star(s, j, prior.sample_shape) for j in range(k)])
+        # The run's own ε* (distill.seed_noise decides how the K are drawn).
+        distiller = build_distiller(prior, DistillConfig(method="dsd", seed_noise=seed_noise))
+        eps = distiller.init_state([Hypothesis(s, j) for j in range(k)]).eps_star[:, 0]
         x, _ = ddim_sample(prior, eps, cond, grid, guidance)
         err = ((renders[None] - x[:, None]) ** 2).flatten(2).mean(2)  # (K, M)
         two = err.topk(2, dim=1, largest=False)
@@ -66,6 +69,8 @@ def main() -> None:
     ap.add_argument("--families", default=None, help="comma-separated (default: every family)")
     ap.add_argument("--library", type=Path, default=None, help="a library folder (default: data/library)")
     ap.add_argument("--json", type=Path, default=None, help="also write the choices as JSON")
+    ap.add_argument("--seed-noise", default="independent", choices=["independent", "antithetic"],
+                    help="distill.seed_noise: how the K seed noises of a run are drawn")
     ap.add_argument("--zero-snr", action="store_true", help="the library prior's zero-terminal-SNR schedule "
                     "(prior.library.zero_terminal_snr)")
     args = ap.parse_args()
@@ -76,13 +81,13 @@ def main() -> None:
     seeds = parse_seeds(args.seeds)
     print(f"anchor ODE endpoints: elevation {anchor[0]}°, azimuth {anchor[1]}°, {args.ode_steps} DDIM steps, "
           f"CFG {args.guidance}, {args.size}² prior, K = {args.hypotheses}"
-          + (", zero terminal SNR" if args.zero_snr else ""))
+          + (", zero terminal SNR" if args.zero_snr else "") + f", seed noise {args.seed_noise}")
     print("| family | seed | member chosen by ε*_k (gap to 2nd nearest, MSE) | distinct |")
     print("|---|---|---|---|")
     report = {}
     for fam in families:
         res = anchor_choices(prior, fam, seeds, args.hypotheses, anchor, args.distance, args.ode_steps,
-                             args.guidance)
+                             args.guidance, args.seed_noise)
         report[fam] = res
         hist = Counter()
         for s, picks in res["choices"].items():

@@ -8,6 +8,7 @@ the wrong type are refused with the dotted path of the offending key, never sile
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import types
 import typing
@@ -76,10 +77,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, str):
             # PyYAML follows YAML 1.1, which reads exponents without a dot ("1e-3") as strings.
-            try:
+            with contextlib.suppress(ValueError):
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -301,6 +300,7 @@ LIMITS: tuple[Limit, ...] = (
     Limit("*.t_min_end", 0.0, 1.0, "t is a fraction of the diffusion schedule"),
     Limit("*.t_max_end", 0.0, 1.0, "t is a fraction of the diffusion schedule"),
     Limit("*.commit_fraction", 0.0, 1.0, "a fraction of stage 1's steps"),
+    Limit("*.commit_every", 1, 1_000_000, "every n-th step of the commit phase commits"),
     Limit("*.delta_ratio", 0.0, 1.0, "a fraction of t"),
     Limit("*.guidance_scale", 0.0, 1000.0, "classifier-free guidance scale"),
     Limit("distance", 1e-3, 1e3, "camera distance in object units"),

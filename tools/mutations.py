@@ -228,6 +228,21 @@ MUTATIONS: list[Mutation] = [
         "out[p, 0] += math.atan2(num, den)",
         ("tests/io/test_winding_numbers.py::test_winding_numbers_of_closed_and_open_surfaces",),
     ),
+    Mutation(
+        "antithetic partner keeps its sign",
+        "recon/distill/base.py",
+        "index, sign = index - 1, -1.0",
+        "index, sign = index - 1, 1.0",
+        ("tests/distill/test_determinism.py::test_antithetic_seed_noise_pairs_hypotheses",
+         "tests/distill/test_dsd_gradient_oracle.py::test_interleaved_endpoint_commit_from_antithetic_seed_noise"),
+    ),
+    Mutation(
+        "commit_every ignored",
+        "recon/distill/committed.py",
+        "return step < self.commit_steps and step % self.config.commit_every == 0",
+        "return step < self.commit_steps",
+        ("tests/distill/test_dsd_gradient_oracle.py::test_interleaved_endpoint_commit_from_antithetic_seed_noise",),
+    ),
 ]
 
 

@@ -46,6 +46,10 @@ class DistillConfig:
             (cached, no extra evaluation); ``t_plus``: the ODE integrated to t₊ itself (Algorithm 3;
             one more network row per guidance row and step).
         camera_bin: trajectory-cache key resolution for continuous cameras (0 = exact).
+        seed_noise: how the K seed noises ε* of a run are drawn: ``independent`` (each from its own stream)
+            or ``antithetic`` (hypothesis 2j + 1 takes −ε*₂ⱼ: each ε* is still N(0, I), but the pair sits on
+            opposite sides of every direction, so their ODEs rarely end on one answer). The hypotheses never
+            see each other: hypothesis k's ε* is a function of (seed, k) alone.
         cache: reuse trajectory levels across steps (False = the authors' recompute-every-step).
         sdi_inversion_steps, sdi_inversion_guidance: SDI's DDIM inversion.
         commit_fraction, commit_pin_views, commit_target, commit_follow, anchor, commit_inversion_steps,
@@ -57,6 +61,8 @@ class DistillConfig:
             score on the committed render, the default; ``anchor``: DSD on the same one ODE; ``view``: DSD on
             the paper's per-view ODE from ε*; ``fresh``: DSD with new noise each step, as ASD; ``inversion``:
             DSD on the DDIM inversion of the view's own render, with the two inversion settings).
+            ``commit_every`` n > 1 interleaves: within the commit phase only every n-th step is a commit step
+            (pinned and committed); the others follow.
     """
 
     method: Method = "dsd"
@@ -72,11 +78,13 @@ class DistillConfig:
     ode_guidance_scale: float | None = None
     ode_target: Literal["grid", "t_plus"] = "grid"
     camera_bin: float = 0.0
+    seed_noise: Literal["independent", "antithetic"] = "independent"
     cache: bool = True
     sdi_inversion_steps: int = 10
     sdi_inversion_guidance: float = -7.5
     commit_fraction: float = 0.3
     commit_pin_views: bool = True
+    commit_every: int = 1
     commit_target: Literal["two_point", "endpoint"] = "two_point"
     commit_follow: Literal["sds", "anchor", "view", "fresh", "inversion"] = "sds"
     anchor: tuple[float, float] = (30.0, 135.0)
@@ -180,9 +188,7 @@ class Distiller(ABC):
         """ε* and random streams for each hypothesis; a trajectory cache if the method needs one."""
         hyps = tuple(hypotheses)
         shape = (self.prior.views_per_sample, *self.prior.sample_shape)
-        eps = torch.stack([
-            seeding.eps_star(h.seed, h.index, shape, self.prior.dtype, self.prior.device) for h in hyps
-        ])
+        eps = torch.stack([self.seed_noise(h, shape) for h in hyps])
         cache = None
         if self.uses_trajectory:
             cache = TrajectoryCache(self.prior, self.grid, self.config.ode_guidance_scale,
@@ -194,6 +200,14 @@ class Distiller(ABC):
             times=[seeding.generator(h.seed, h.index, seeding.TIMESTEPS) for h in hyps],
             cache=cache,
         )
+
+    def seed_noise(self, h: Hypothesis, shape: tuple[int, ...]) -> torch.Tensor:
+        """ε* of hypothesis ``h`` (``shape``), per ``seed_noise``: its own draw, or with ``antithetic``
+        the negated draw of its even partner (index − 1) when its index is odd."""
+        index, sign = h.index, 1.0
+        if self.config.seed_noise == "antithetic" and index % 2 == 1:
+            index, sign = index - 1, -1.0
+        return sign * seeding.eps_star(h.seed, index, shape, self.prior.dtype, self.prior.device)
 
     def weight(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """w(t), shaped to broadcast against ``like``; zero past t = 0 (t < 0)."""

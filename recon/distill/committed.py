@@ -26,6 +26,8 @@ per-step random streams (large noise floors, many hypotheses unassigned), but th
 members than SDS's. With ``endpoint`` the answer is the anchor ODE's sample — a function of ε*_k alone
 (``benchmarks/commit_targets.py`` predicts each hypothesis's member before any 3D work) — so the floors fall,
 but a run reaches only the members the ODE reaches, which on the toy-world prior are few, and fidelity drops.
+``seed_noise: antithetic`` (:class:`~recon.distill.base.DistillConfig`) pairs the K seed noises of a run as ±ε*, so
+their ODEs spread over more members; with the endpoint target it is the CPU recipe's default (docs/diversity.md).
 
 The other ``commit_follow`` settings are the variants measured against it, all with DSD's gradient
 w(t)[ε̂(x̂(t), t; s) − ε̂(x̂(t₊), t₊; s₊)], x̂(τ) = √ᾱ_τ x_π + √(1 − ᾱ_τ) ε_ode: ``anchor`` (every view on the
@@ -52,9 +54,14 @@ class CommittedDSD(DSD):
         """Steps of the commit phase: ``commit_fraction`` of the stage's steps."""
         return round(self.config.commit_fraction * self.config.timesteps.total_steps)
 
+    def committing(self, step: int) -> bool:
+        """Is ``step`` a commit step: inside the commit phase and, with ``commit_every`` n > 1, every n-th step
+        of it (the steps between follow, so the views the anchor does not show keep being shaped)."""
+        return step < self.commit_steps and step % self.config.commit_every == 0
+
     def anchor_camera(self, step: int) -> tuple[float, float] | None:
         """(elevation°, azimuth°) every guidance view must use at ``step``; None = the stage's own cameras."""
-        if step < self.commit_steps and self.config.commit_pin_views:
+        if self.committing(step) and self.config.commit_pin_views:
             elevation, azimuth = self.config.anchor
             return float(elevation), float(azimuth)
         return None
@@ -91,7 +98,7 @@ class CommittedDSD(DSD):
 
     def _grad(self, x: torch.Tensor, step: int, cond: Condition, state: DistillState, rows: torch.Tensor):
         t, t_plus = self.sample_t(step, state, rows)
-        committing = step < self.commit_steps
+        committing = self.committing(step)
         if committing and self.config.commit_target == "endpoint":
             return self.endpoint_grad(x, t, self.anchor_endpoint(cond, state, rows).to(x)), t, t_plus
         source = "anchor" if committing else self.config.commit_follow

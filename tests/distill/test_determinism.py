@@ -75,3 +75,25 @@ def test_eps_star_is_drawn_from_its_own_stream():
     state = build_distiller(prior, recipe_2d("dsd", 10).distill).init_state([Hypothesis(seed, 0), Hypothesis(seed, k)])
     assert torch.equal(state.eps_star[1, 0], seeding.eps_star(seed, k, prior.sample_shape, prior.dtype))
     assert not torch.equal(state.eps_star[0, 0], state.eps_star[1, 0])
+
+
+def test_antithetic_seed_noise_pairs_hypotheses():
+    """``distill.seed_noise: antithetic``: hypothesis 2j + 1 starts from −ε* of hypothesis 2j (the stream
+    ``seeding.eps_star`` draws, checked above against its SeedSequence description), even ones keep their
+    own draw, and a hypothesis's ε* does not depend on which others share the run."""
+    from dataclasses import replace
+
+    prior = GaussianMixturePrior.pictures(4, 8)
+    cfg = replace(recipe_2d("dsd", 10).distill, seed_noise="antithetic")
+    distiller = build_distiller(prior, cfg)
+    seed = 11
+    state = distiller.init_state([Hypothesis(seed, k) for k in range(5)])
+    own = [seeding.eps_star(seed, k, prior.sample_shape, prior.dtype) for k in range(5)]
+    for k in (0, 2, 4):
+        assert torch.equal(state.eps_star[k, 0], own[k])
+    for k in (1, 3):
+        assert torch.equal(state.eps_star[k, 0], -own[k - 1])
+    alone = distiller.init_state([Hypothesis(seed, 3)])
+    assert torch.equal(alone.eps_star[0, 0], state.eps_star[3, 0])
+    independent = build_distiller(prior, recipe_2d("dsd", 10).distill).init_state([Hypothesis(seed, 3)])
+    assert torch.equal(independent.eps_star[0, 0], own[3])

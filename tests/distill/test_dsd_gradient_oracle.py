@@ -30,6 +30,35 @@ def cfg(unet, x, t, context, scale):
     e_u = unet(x, tt, encoder_hidden_states=torch.zeros_like(context)).sample
     return e_u + scale * (e_c - e_u)
 
+def sds_oracle(unet, scheduler, x_pi, t, generator, context):
+    """DreamFusion's w(t)[ε̂(x_t, t; s) − ε], w = 1 − ᾱ_t, ε the next draw of ``generator``, x_t from diffusers'
+    ``add_noise``: one row (1, 4, 8, 8) -> (4, 8, 8)."""
+    eps = torch.randn((4, 8, 8), generator=generator, dtype=torch.float64)[None]
+    x_t = scheduler.add_noise(x_pi, eps, torch.tensor([t]))
+    return ((1 - scheduler.alphas_cumprod[t]) * (cfg(unet, x_t, t, context, S) - eps))[0]
+
+
+def ddim_end(unet, scheduler, x, context):
+    """The end of diffusers' DDIM sampler from x over the whole grid at the ODE's CFG (``pred_original_sample``)."""
+    with torch.no_grad():
+        for g in scheduler.timesteps:
+            out = scheduler.step(cfg(unet, x, int(g), context, S_ODE), g, x)
+            x = out.prev_sample
+    return out.pred_original_sample
+
+
+def endpoint_oracle(scheduler, x_pi, t, end, eps):
+    """w(t)[ε̂ − ε] with ε̂ = (x̂(t) − √ᾱ_t x_end) / √(1 − ᾱ_t): what the prior predicts for x̂(t) = √ᾱ_t x_π +
+    √(1 − ᾱ_t) ε if it denoises to x_end (x̂(t) from diffusers' ``add_noise``); one row -> (4, 8, 8)."""
+    ac = scheduler.alphas_cumprod
+    x_t = scheduler.add_noise(x_pi, eps, torch.tensor([t]))
+    return ((1 - ac[t]) * ((x_t - ac[t].sqrt() * end) / (1 - ac[t]).sqrt() - eps))[0]
+
+
+def assert_close(got, want, where):
+    assert float((got - want).abs().max()) < 1e-10 * max(1.0, float(want.abs().max())), where
+
+
 
 @torch.no_grad()
 def oracle_grad(unet, scheduler, eps_star, context, x_pi, t, t_plus, scale_plus, target):
@@ -109,7 +138,6 @@ def test_dsd_commit_follows_with_the_sds_score_after_the_commit():
     distiller = build_distiller(prior, config)
     state = distiller.init_state(hyps).for_rows(rows)
     x_pi = torch.randn(len(rows), 4, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    ac = scheduler.alphas_cumprod
     noise = {k: seeding.generator(11, k, seeding.NOISE) for k in range(3)}
     for step in range(4):
         result = distiller.grad(x_pi, step, cond, state)
@@ -120,11 +148,8 @@ def test_dsd_commit_follows_with_the_sds_score_after_the_commit():
                 want = oracle_grad(unet, scheduler, eps_star, context, x_pi[i : i + 1], t, int(result.t_plus[i]),
                                    1.0, "grid")[0]
             else:
-                eps = torch.randn((4, 8, 8), generator=noise[k], dtype=torch.float64)[None]
-                x_t = scheduler.add_noise(x_pi[i : i + 1], eps, torch.tensor([t]))
-                want = ((1 - ac[t]) * (cfg(unet, x_t, t, context, S) - eps))[0]
-            got = result.grad[i]
-            assert float((got - want).abs().max()) < 1e-10 * max(1.0, float(want.abs().max())), (step, i, t)
+                want = sds_oracle(unet, scheduler, x_pi[i : i + 1], t, noise[k], context)
+            assert_close(result.grad[i], want, (step, i, t))
 
 
 def test_dsd_commit_endpoint_pulls_toward_the_end_of_the_ode_of_eps_star():
@@ -140,23 +165,44 @@ def test_dsd_commit_endpoint_pulls_toward_the_end_of_the_ode_of_eps_star():
     distiller = build_distiller(prior, config)
     state = distiller.init_state(hyps).for_rows(rows)
     x_pi = torch.randn(len(rows), 4, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    ac = scheduler.alphas_cumprod
     ends = {}
     for k in range(3):
-        x = seeding.eps_star(11, k, (4, 8, 8), torch.float64)[None]
-        with torch.no_grad():
-            for g in scheduler.timesteps:
-                out = scheduler.step(cfg(unet, x, int(g), context, S_ODE), g, x)
-                x = out.prev_sample
-        ends[k] = out.pred_original_sample
+        ends[k] = ddim_end(unet, scheduler, seeding.eps_star(11, k, (4, 8, 8), torch.float64)[None], context)
     any_eps = torch.randn(4, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))[None]
     for step in range(2):
         result = distiller.grad(x_pi, step, cond, state)
         assert result.evals == (0 if step else 3 * 10 * 2)  # the three ODEs once (CFG: two rows), then cached
         for i, k in enumerate(rows.tolist()):
             t = int(result.t[i])
-            x_t = scheduler.add_noise(x_pi[i : i + 1], any_eps, torch.tensor([t]))
-            eps_hat = (x_t - ac[t].sqrt() * ends[k]) / (1 - ac[t]).sqrt()
-            want = ((1 - ac[t]) * (eps_hat - any_eps))[0]
-            got = result.grad[i]
-            assert float((got - want).abs().max()) < 1e-10 * max(1.0, float(want.abs().max())), (step, i, t)
+            assert_close(result.grad[i], endpoint_oracle(scheduler, x_pi[i : i + 1], t, ends[k], any_eps), (step, i, t))
+
+
+def test_interleaved_endpoint_commit_from_antithetic_seed_noise():
+    """``commit_every: 2`` with ``seed_noise: antithetic``: within the commit phase the even steps pull toward the
+    end of hypothesis k's ODE, started from ε*_k for even k and from −ε*_(k−1) for odd k (diffusers' DDIM sampler
+    as the oracle, as above), and the odd steps are SDS's score with the row's own noise stream; the anchor is
+    asked for on the commit steps only."""
+    unet, scheduler, prior, context, hyps, rows, cond = tiny_setup()
+    config = DistillConfig(method="dsd-commit", guidance_scale=S, ode_guidance_scale=S_ODE, ode_steps=10,
+                           commit_fraction=1.0, commit_every=2, commit_target="endpoint", commit_follow="sds",
+                           seed_noise="antithetic",
+                           timesteps=TimestepConfig(kind="uniform", t_min=0.2, t_max=0.9, total_steps=4))
+    distiller = build_distiller(prior, config)
+    assert [distiller.anchor_camera(s) is not None for s in range(4)] == [True, False, True, False]
+    state = distiller.init_state(hyps).for_rows(rows)
+    x_pi = torch.randn(len(rows), 4, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    ends = {}
+    for k in range(3):
+        start = seeding.eps_star(11, k - k % 2, (4, 8, 8), torch.float64)[None] * (-1.0 if k % 2 else 1.0)
+        ends[k] = ddim_end(unet, scheduler, start, context)
+    noise = {k: seeding.generator(11, k, seeding.NOISE) for k in range(3)}
+    any_eps = torch.randn(4, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))[None]
+    for step in range(4):
+        result = distiller.grad(x_pi, step, cond, state)
+        for i, k in enumerate(rows.tolist()):
+            t = int(result.t[i])
+            if step % 2 == 0:
+                want = endpoint_oracle(scheduler, x_pi[i : i + 1], t, ends[k], any_eps)
+            else:
+                want = sds_oracle(unet, scheduler, x_pi[i : i + 1], t, noise[k], context)
+            assert_close(result.grad[i], want, (step, i, t))
