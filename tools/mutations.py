@@ -140,8 +140,8 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "eps* of hypothesis k drawn from stream (k, seed)",
         "recon/distill/base.py",
-        "seeding.eps_star(h.seed, h.index, shape, self.prior.dtype, self.prior.device)",
-        "seeding.eps_star(h.index, h.seed, shape, self.prior.dtype, self.prior.device)",
+        "seeding.eps_star(h.seed, index, shape, self.prior.dtype, self.prior.device)",
+        "seeding.eps_star(index, h.seed, shape, self.prior.dtype, self.prior.device)",
         ("tests/distill/test_determinism.py::test_eps_star_is_drawn_from_its_own_stream",),
     ),
     Mutation(
