@@ -45,10 +45,10 @@ def anchor_choices(prior: LibraryPrior, family: str, seeds: list[int], k: int, a
     cond = prior.condition(image=image, camera=cams)
     renders = prior.views(cams[:1])[0, idx]  # (M, 3, S, S)
     grid = DDIMGrid.make(prior.schedule, ode_steps)
+    # The run's own ε* (distill.seed_noise decides how the K are drawn).
+    distiller = build_distiller(prior, DistillConfig(method="dsd", seed_noise=seed_noise))
     out = {}
     for s in seeds:
-        # The run's own ε* (distill.seed_noise decides how the K are drawn).
-        distiller = build_distiller(prior, DistillConfig(method="dsd", seed_noise=seed_noise))
         eps = distiller.init_state([Hypothesis(s, j) for j in range(k)]).eps_star[:, 0]
         x, _ = ddim_sample(prior, eps, cond, grid, guidance)
         err = ((renders[None] - x[:, None]) ** 2).flatten(2).mean(2)  # (K, M)

@@ -35,7 +35,8 @@ from recon.priors.library import LibraryPrior, LibraryPriorConfig
 from recon.render.cameras import camera_batch
 from recon.render.select import select_backend
 
-AZIMUTHS = [float(a) for a in range(0, 360, 30)]
+AZIMUTH_STEP = 30
+AZIMUTHS = [float(a) for a in range(0, 360, AZIMUTH_STEP)]
 
 
 def cube_directions(n: int) -> torch.Tensor:
@@ -113,7 +114,7 @@ def main() -> None:
             pick = [every[v] for v in counted]
             for i, a in enumerate(counted):
                 for b in counted[i + 1:]:
-                    gap = min(b - a, len(AZIMUTHS) - (b - a)) * 30
+                    gap = min(b - a, len(AZIMUTHS) - (b - a)) * AZIMUTH_STEP
                     pairs.setdefault(gap, []).append(every[a] == every[b])
             _, n = Counter(pick).most_common(1)[0]
             all_one += n == len(pick)
