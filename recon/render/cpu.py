@@ -42,6 +42,9 @@ import torch
 from recon.scene.mesh_topology import edge_adjacency
 
 _MAX_TRIANGLES = 1 << 24  # triangle ids are stored as float32 in rast[..., 3], exact up to 2^24
+# Faces (summed over the kept tensors) whose opposite vertices CpuRasterizer keeps: 48 bytes a face (the
+# faces tensor it holds and the answer), 48 MiB in all.
+OPPOSITE_CACHE_FACES = 1 << 20
 _SUB = 16  # subpixel grid of snapped vertices (nvdiffrast's rasteriser snaps to 1/16 pixel too)
 _GUARD = float(1 << 24)  # snapped |coordinate| bound in subpixels: edge functions stay exact (< 2^53)
 
@@ -104,12 +107,15 @@ class CpuRasterizer:
         self.compiled = bool(compiled)
         # Silhouette tests need each edge's opposite vertex; a prior renders the same fixed meshes every
         # step, so the last few faces tensors' answers are kept (holding the tensor, so its id stays its own,
-        # and its version counter, so an in-place edit is a miss).
+        # and its version counter, so an in-place edit is a miss). The LRU is bounded by faces, not entries: it
+        # must hold a whole library plus a step's meshes (capped at 16 entries, the 17 toy-world members,
+        # rendered in turn, evicted each other and every lookup missed).
         self._opposite: OrderedDict[int, tuple[torch.Tensor, int, int, torch.Tensor]] = OrderedDict()
         self._opposite_lock = threading.Lock()
 
     def _opposite_vertices(self, faces: torch.Tensor, num_vertices: int) -> torch.Tensor:
-        """``edge_adjacency(faces, num_vertices).opposite``, remembered for the last 16 faces tensors."""
+        """``edge_adjacency(faces, num_vertices).opposite``, remembered for the most recent faces tensors (at most
+        :data:`OPPOSITE_CACHE_FACES` faces in all; the newest is always kept)."""
         key = id(faces)
         with self._opposite_lock:
             hit = self._opposite.get(key)
@@ -119,8 +125,9 @@ class CpuRasterizer:
         opposite = edge_adjacency(faces, num_vertices).opposite
         with self._opposite_lock:
             self._opposite[key] = (faces, faces._version, num_vertices, opposite)
-            while len(self._opposite) > 16:
-                self._opposite.popitem(last=False)
+            kept = sum(int(v[0].shape[0]) for v in self._opposite.values())
+            while kept > OPPOSITE_CACHE_FACES and len(self._opposite) > 1:
+                kept -= int(self._opposite.popitem(last=False)[1][0].shape[0])
         return opposite
 
     # ------------------------------------------------------------------ rasterize

@@ -398,6 +398,24 @@ def test_faces_edited_in_place_are_not_served_from_the_adjacency_cache(raster):
     assert not torch.equal(before, after)
 
 
+def test_a_library_of_fixed_meshes_drawn_in_turn_computes_each_adjacency_once(raster, monkeypatch):
+    # The toy-world prior draws its 17 member meshes every step; each one's edge adjacency must be computed
+    # once, not once per draw (an LRU of 16 entries missed on every draw of 17 meshes in turn).
+    import recon.render.cpu as cpu
+
+    calls = []
+    real = cpu.edge_adjacency
+    monkeypatch.setattr(cpu, "edge_adjacency", lambda f, n=None: calls.append(1) or real(f, n))
+    verts, faces = box_mesh(torch.tensor([0.4, 0.3, 0.2], dtype=torch.float64), rotation((0.3, 0.5, 0.1)))
+    clip = to_clip(verts, camera_batch(torch.tensor([20.0]), torch.tensor([30.0]), 3.0, 40.0, 32).mvp.double())
+    library = [faces.clone() for _ in range(40)]
+    for _ in range(3):
+        for f in library:
+            rast, _ = raster.rasterize(clip, f, (32, 32))
+            raster.antialias(rast[..., 3:].clone(), rast, clip, f)
+    assert len(calls) == len(library)
+
+
 def test_silhouette_only_optimisation_moves_a_mesh_onto_target_masks():
     # Must-show 1: masks alone (gradients only through antialiased silhouettes) pull a sphere onto a box.
     res = 64
