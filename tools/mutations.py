@@ -243,6 +243,20 @@ MUTATIONS: list[Mutation] = [
         "return step < self.commit_steps",
         ("tests/distill/test_dsd_gradient_oracle.py::test_interleaved_endpoint_commit_from_antithetic_seed_noise",),
     ),
+    Mutation(
+        "noise floor counts flipped hypotheses",
+        "recon/bench/noise_floor.py",
+        "kept_moves.append(moves[kept_answers(a, b)])",
+        "kept_moves.append(moves)",
+        ("tests/bench/test_bench_noise_floor.py::test_a_flip_is_instability_of_the_answer_not_noise_of_the_metric",),
+    ),
+    Mutation(
+        "noise floor from the first floor pair only",
+        "recon/bench/noise_floor.py",
+        "    for a, b in pairs:\n        moves = movements(a, b)",
+        "    for a, b in pairs[:1]:\n        moves = movements(a, b)",
+        ("tests/bench/test_bench_noise_floor.py::test_the_floor_is_the_largest_over_every_pair",),
+    ),
 ]
 
 

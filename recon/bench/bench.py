@@ -2,7 +2,7 @@
 
 Every run goes through :class:`recon.bench.runner.BenchRun`; finished runs are read back instead of
 being run again, so an interrupted or extended bench (more seeds, another method) only runs what is
-missing. Each family also gets a floor run (:mod:`recon.bench.noise_floor`) unless
+missing. Each family also gets floor runs (:mod:`recon.bench.noise_floor`) unless
 ``BenchConfig.noise_floor`` is off. Hypotheses are assigned to members with the family's floor as the
 margin (:mod:`recon.bench.assign`) when the report is built from all runs of this bench.
 """
@@ -73,7 +73,8 @@ class BenchConfig:
     input_size: side of the rendered input views.
     library: a shape-library folder (layout of ``data/library``) for the ground truth and, when the runs use
         the LibraryPrior, for their prior too (sets ``prior.path``); None = the recipe's (the shipped library).
-    noise_floor: run each family's floor run; False = use the floor recorded in the bench folder (or 0).
+    noise_floor: run each family's floor runs; False = use the floor recorded in the bench folder (or 0).
+    floor_seeds: how many of the seeds (the first ones) get a floor pair per family (at least 1).
     prior: the runs' prior, as ``recon run --prior`` takes it (``library``, ``zero123``, a zoo name such as
         ``toy-zero123``, a folder); None = the recipe's. Without ``config`` the prior's own recipe is the
         base (``configs/toy-zero123.yaml`` for toy-zero123; :func:`recon.pipeline.recipes.recipe_for`). With
@@ -94,6 +95,7 @@ class BenchConfig:
     input_size: int = 256
     library: str | None = None
     noise_floor: bool = True
+    floor_seeds: int = 3
     prior: str | None = None
 
 
@@ -242,7 +244,7 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
     factors = _calibration(out, base, prior, images, families, variants, log) \
         if any(v.weighting == "calibrated" for v in variants) else {}
 
-    specs = runs_for(families, variants, seeds, floor=bench.noise_floor)
+    specs = runs_for(families, variants, seeds, floor_seeds=max(1, bench.floor_seeds) if bench.noise_floor else 0)
     results, failed = [], []
     by_key: dict[str, dict[str, Any]] = {}
     ran = reused = 0
@@ -295,23 +297,32 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
 
 def _floors(out: Path, bench: BenchConfig, settings: MetricSettings, families: list[str], variants: list[Variant],
             seeds: list[int], by_key: dict[str, dict[str, Any]], warn: Callable[[str], None]) -> dict[str, NF.NoiseFloor]:
-    """Each family's noise floor: measured from its floor pair, else recorded by an earlier bench, else 0."""
+    """Each family's noise floor: measured from its floor pairs, else recorded by an earlier bench, else 0."""
     recorded = NF.read_recorded(out)
     floors: dict[str, NF.NoiseFloor] = {}
+    floor_seeds = seeds[:max(1, bench.floor_seeds)] if variants else []
     for fam in families:
-        a = by_key.get(RunSpec(fam, variants[0], seeds[0]).key) if variants and seeds else None
-        b = by_key.get(RunSpec(fam, variants[0], seeds[0], floor=True).key) if variants and seeds else None
-        if bench.noise_floor and a is not None and b is not None:
-            floors[fam] = NF.measure(fam, a["discriminative"], b["discriminative"], label=variants[0].label,
-                                     seed=seeds[0], runs=[a["dir"], b["dir"]], delta=settings.delta,
-                                     points=settings.points)
+        pairs, runs, paired_seeds = [], [], []
+        for seed in floor_seeds if bench.noise_floor else []:
+            a = by_key.get(RunSpec(fam, variants[0], seed).key)
+            b = by_key.get(RunSpec(fam, variants[0], seed, floor=True).key)
+            if a is not None and b is not None:
+                pairs.append((a["discriminative"], b["discriminative"]))
+                runs.append([a["dir"], b["dir"]])
+                paired_seeds.append(seed)
+        if pairs:
+            if len(pairs) < len(floor_seeds):
+                warn(f"{fam}: {len(floor_seeds) - len(pairs)} of its {len(floor_seeds)} floor pairs did not finish; "
+                     f"its floor comes from seeds {paired_seeds}")
+            floors[fam] = NF.measure(fam, pairs, label=variants[0].label, seeds=paired_seeds, runs=runs,
+                                     delta=settings.delta, points=settings.points)
             continue
         kept = NF.recorded_floor(recorded, fam, settings.delta)
         if kept is not None:
             floors[fam] = kept
             continue
         floors[fam] = NF.NoiseFloor(fam, 0.0, "none", delta=settings.delta, points=settings.points)
-        why = ("its floor run did not finish" if bench.noise_floor else
+        why = ("its floor runs did not finish" if bench.noise_floor else
                f"--no-noise-floor and none is recorded in {out / NF.FLOOR_FILE} for δ = {settings.delta:g}")
         warn(f"no noise floor for {fam} ({why}): hypotheses are assigned with margin 0, so its coverage can "
              "count noise; run the bench without --no-noise-floor to measure the floor")

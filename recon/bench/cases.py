@@ -12,8 +12,8 @@ same short stage 2). ``default`` in a method list stands for the recipe's ``dist
 when the bench starts (:func:`resolve_methods`). Budgets are ``key=value`` overrides on top of the
 recipe (``configs/cpu-demo.yaml`` by default).
 
-Each family also gets one **floor run** (:mod:`recon.bench.noise_floor`): its first method at its first
-seed again with other stage-1 random streams (``RunSpec.floor``).
+Each family also gets **floor runs** (:mod:`recon.bench.noise_floor`): its first method at each of its first
+``floor_seeds`` seeds again with other stage-1/2 random streams (``RunSpec.floor``).
 """
 
 from __future__ import annotations
@@ -122,14 +122,14 @@ def resolve_methods(labels: list[str], default: str) -> list[str]:
     return out
 
 
-def runs_for(families: list[str], variants: list[Variant], seeds: list[int], floor: bool = False) -> list[RunSpec]:
+def runs_for(families: list[str], variants: list[Variant], seeds: list[int], floor_seeds: int = 0) -> list[RunSpec]:
     """Every (family, variant, seed), family-major then seed then variant (so a partial bench compares
-    methods on the same inputs first); with ``floor``, each family's floor run (its first variant at its
-    first seed) follows the family's first seed."""
+    methods on the same inputs first); each of a family's first ``floor_seeds`` seeds is followed by its
+    floor run (the first variant at that seed)."""
     out = []
     for f in families:
         for i, s in enumerate(seeds):
             out += [RunSpec(f, v, s) for v in variants]
-            if floor and i == 0 and variants:
+            if i < floor_seeds and variants:
                 out.append(RunSpec(f, variants[0], s, floor=True))
     return out

@@ -14,7 +14,7 @@ from recon.cli.common import fail, first_line, parse_seeds, progress_bars
 @click.command("bench")
 @click.option("--cases", type=click.Choice(["smoke", "full"]), default="smoke", show_default=True,
               help="Case set: smoke (crate and drum, seed 0, the recipe's method and sds, plus a noise-floor run "
-                   "per family) or full (every library family, seeds 0-2, the recipe's method, dsd and sds; hours; "
+                   "per family) or full (every library family, seeds 0-2 with a floor run at each, the recipe's method, dsd and sds; hours; "
                    "see docs/toy-world-benchmark.md).")
 @click.option("--methods", default=None,
               help="Comma-separated methods (default: the recipe's distill.method and sds; full adds dsd); 'default' "
@@ -29,8 +29,11 @@ from recon.cli.common import fail, first_line, parse_seeds, progress_bars
                    "or a folder; its recipe is the default --config. Inputs and ground truth still come from the shape "
                    "library (data/library or --library).")
 @click.option("--no-noise-floor", "no_noise_floor", is_flag=True,
-              help="Skip the extra floor run per family; use the floor recorded in --out by an earlier bench (else 0, "
+              help="Skip the extra floor runs; use the floor recorded in --out by an earlier bench (else 0, "
                    "with a warning).")
+@click.option("--floor-seeds", "floor_seeds", type=click.IntRange(1, 64), default=3, show_default=True,
+              help="How many of the seeds (the first ones) get a floor run per family (the first method run again "
+                   "with other random streams); the floor comes from all of these pairs.")
 @click.option("--seeds", default=None, help="Run seeds, e.g. 0-2 or 0,3 (default: the case set's).")
 @click.option("--hypotheses", "-k", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/bench"), show_default=True,
@@ -52,7 +55,7 @@ from recon.cli.common import fail, first_line, parse_seeds, progress_bars
 @click.option("--json", "as_json", is_flag=True,
               help="Print {methods: {NAME: {coverage, unassigned, best_of_k_chamfer, fidelity, diversity}}, families: "
                    "{FAMILY: {noise_floor, methods: {...}}}}.")
-def bench(cases, methods, families, library, prior, no_noise_floor, seeds, hypotheses, out_dir, config_file, overrides, tau,
+def bench(cases, methods, families, library, prior, no_noise_floor, floor_seeds, seeds, hypotheses, out_dir, config_file, overrides, tau,
           delta, points, threads, quiet, as_json):
     """Reconstruct library objects whose backs the input view hides with each method, K hypotheses each, and
     score them against every plausible ground truth: coverage (hypotheses assigned to members where the
@@ -90,6 +93,7 @@ def bench(cases, methods, families, library, prior, no_noise_floor, seeds, hypot
         delta=delta,
         library=str(library) if library is not None else None,
         noise_floor=not no_noise_floor,
+        floor_seeds=floor_seeds,
         prior=prior,
     )
     log = None if (quiet or as_json) else (lambda msg: click.echo(msg, err=True))

@@ -39,7 +39,7 @@ from recon.pipeline.stage1_config import Stage1Config, weight_at
 from recon.render.cameras import Cameras, camera_batch, rays
 from recon.scene.field import RadianceField
 from recon.scene.occupancy import OccupancyGrid
-from recon.scene.volume import LearnedBackground, render_rays, render_views
+from recon.scene.volume import LearnedBackground, render_rays, render_rays_and_views, render_views
 
 # Random-stream purposes of stage 1 (see recon.seeding): one independent stream each.
 FIELD_INIT = "stage1_field_init"
@@ -182,25 +182,36 @@ class Stage1:
         terms: dict[str, torch.Tensor] = {}
         samples = 0
 
-        # Reference rays (white or learned background, as the input photo is composited).
+        guided = self.guidance is not None and w["guidance"] > 0
+        want_normals = guided and w["normal_smooth"] > 0
+        ref = out = None
+        if guided:
+            res, views = cfg.schedule(step)
+            cams = self.sample_cameras(views, res, step)
         if self.views is not None:
+            # Reference rays (white or learned background, as the input photo is composited).
             o, d, target, mask = self._reference_batch()
-            ref = render_rays(self.field, o, d, cfg.volume, occupancy=occ, generators=self.generators[SAMPLES],
-                              background=self.background)
+            if guided:
+                # One render call for the reference rays and the guidance views: stage 1 is dispatch-bound.
+                ref, out = render_rays_and_views(
+                    self.field, o, d, cams, res, res, cfg.volume, ray_background=self.background,
+                    view_background=self._guidance_background(views), occupancy=occ,
+                    generators=self.generators[SAMPLES], normals=want_normals)
+            else:
+                ref = render_rays(self.field, o, d, cfg.volume, occupancy=occ, generators=self.generators[SAMPLES],
+                                  background=self.background)
             samples += int(ref["samples"])
             terms["rgb"] = w["rgb"] * losses.rgb_loss(ref["rgb"], target, mask, ref["background"])
             terms["mask"] = w["mask"] * losses.mask_loss(ref["opacity"], mask[..., 0])
             terms["opaque"] = w["opaque"] * losses.opacity_entropy(ref["opacity"])
 
         renders = None
-        if self.guidance is not None and w["guidance"] > 0:
-            res, views = cfg.schedule(step)
-            cams = self.sample_cameras(views, res, step)
-            want_normals = w["normal_smooth"] > 0
-            out = render_views(self.field, cams, res, res, cfg.volume, occupancy=occ,
-                               generators=self.generators[SAMPLES], background=self._guidance_background(views),
-                               normals=want_normals)
-            samples += int(out["samples"])
+        if guided:
+            if out is None:
+                out = render_views(self.field, cams, res, res, cfg.volume, occupancy=occ,
+                                   generators=self.generators[SAMPLES], background=self._guidance_background(views),
+                                   normals=want_normals)
+                samples += int(out["samples"])
             rgb = out["rgb"].reshape(k * views, 3, res, res)
             terms["guidance"] = w["guidance"] * self.guidance(rgb, cams, step)
             terms["sparsity"] = w["sparsity"] * losses.sparsity(out["opacity"])

@@ -119,6 +119,7 @@ def render_rays(
     generators: Sequence[torch.Generator] | None = None,
     background: torch.Tensor | nn.Module | None = None,
     normals: bool = False,
+    normals_from: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Render K hypotheses' rays.
 
@@ -133,6 +134,8 @@ def render_rays(
         background: (K, R, 3) or (K, 1, 3) colours, a module mapping directions (K, R, 3) to
             colours, or None for white.
         normals: also render the normal map (see :attr:`VolumeConfig.normals`).
+        normals_from: only rays with index >= this get normals (the others 0): a caller rendering rays that
+            need no normal map alongside some that do pays for the latter only.
 
     Returns:
         dict with rgb (K, R, 3), opacity (K, R), depth (K, R) (expected hit distance, 0 where
@@ -236,13 +239,21 @@ def render_rays(
     }
     if normals:
         if config.normals == "surface":
-            normal_a = _surface_normals(field, o, d, depth_a, opacity_a, config.normal_min_weight)
+            wanted = None
+            if normals_from > 0:
+                wanted = torch.zeros(k, max(ra, 1), dtype=torch.bool, device=origins.device)
+                wanted[kr, rslot] = ir >= normals_from
+                wanted = wanted[:, :ra]
+            normal_a = _surface_normals(field, o, d, depth_a, opacity_a, config.normal_min_weight, wanted)
             out["normal"] = unpack(normal_a)
         else:
             normal = origins.new_zeros(k * r, 3)
             if p > 0:
                 # Only samples that visibly contribute get normals (the selection is not differentiated).
-                sel = (w_kept.detach() > config.normal_min_weight).nonzero(as_tuple=True)[0]
+                visible = w_kept.detach() > config.normal_min_weight
+                if normals_from > 0:
+                    visible = visible & (ray_of % r >= normals_from)
+                sel = visible.nonzero(as_tuple=True)[0]
                 if sel.numel() > 0:
                     keep_n = torch.zeros(k, ra * s, dtype=torch.bool, device=origins.device)
                     keep_n[kk[sel], ii[sel]] = True
@@ -255,20 +266,51 @@ def render_rays(
 
 
 def _surface_normals(field: RadianceField, o: torch.Tensor, d: torch.Tensor, depth: torch.Tensor,
-                     opacity: torch.Tensor, min_opacity: float) -> torch.Tensor:
+                     opacity: torch.Tensor, min_opacity: float, wanted: torch.Tensor | None = None) -> torch.Tensor:
     """opacity · n(x̄) per ray, x̄ = o + depth · d the expected surface point (detached): (K, Ra, 3).
 
-    One normal per ray instead of one per sample; rays with opacity <= ``min_opacity`` get zero.
+    One normal per ray instead of one per sample; rays with opacity <= ``min_opacity``, or not ``wanted``
+    ((K, Ra) bool, None = all), get zero.
     """
     k, ra, _ = o.shape
     normal = o.new_zeros(k, ra, 3)
     sel = opacity.detach() > min_opacity
+    if wanted is not None:
+        sel = sel & wanted
     if not bool(sel.any()):
         return normal
     kk, ii, slot, p = _pack(sel)
     x = (o + depth.detach()[..., None] * d)
     n = field.normals(_packed(x, kk, ii, slot, p))[kk, slot]
     return normal.index_put((kk, ii), opacity[kk, ii][:, None] * n)
+
+
+def _view_rays(field: RadianceField, cameras: Cameras, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(K, V·H·W, 3) origins and directions of K·V hypothesis-major cameras, and V."""
+    k = field.num_hypotheses
+    if len(cameras) % k:
+        raise ValueError(f"{len(cameras)} cameras do not split into {k} hypotheses")
+    v = len(cameras) // k
+    o, d = rays(cameras, height, width)
+    return o.reshape(k, v * height * width, 3), d.reshape(k, v * height * width, 3), v
+
+
+def _view_background(bg, k: int, v: int, height: int, width: int):
+    """A (K·V, 3) per-view colour spread over the views' rays (K, V·H·W, 3); anything else unchanged."""
+    if isinstance(bg, torch.Tensor) and bg.dim() == 2:
+        return bg.reshape(k, v, 1, 3).expand(k, v, height * width, 3).reshape(k, v * height * width, 3)
+    return bg
+
+
+def _as_images(out: dict[str, torch.Tensor], k: int, v: int, height: int, width: int) -> dict[str, torch.Tensor]:
+    """render_rays' per-ray maps (K, V·H·W, C) as (K, V, C, H, W) images; ``samples`` kept."""
+    images: dict[str, torch.Tensor] = {"samples": out["samples"]}
+    for name, value in out.items():
+        if name == "samples":
+            continue
+        c = 1 if value.dim() == 2 else value.shape[-1]
+        images[name] = value.reshape(k, v, height, width, c).permute(0, 1, 4, 2, 3)
+    return images
 
 
 def render_views(
@@ -286,21 +328,53 @@ def render_views(
     (K, V, 3, H, W), normal (K, V, 3, H, W) when asked, and ``samples``; row 0 = top.
     A tensor ``background`` keyword may be (K·V, 3): one colour per view.
     """
+    o, d, v = _view_rays(field, cameras, height, width)
     k = field.num_hypotheses
-    if len(cameras) % k:
-        raise ValueError(f"{len(cameras)} cameras do not split into {k} hypotheses")
-    v = len(cameras) // k
-    o, d = rays(cameras, height, width)
-    o = o.reshape(k, v * height * width, 3)
-    d = d.reshape(k, v * height * width, 3)
-    bg = kwargs.pop("background", None)
-    if isinstance(bg, torch.Tensor) and bg.dim() == 2:
-        bg = bg.reshape(k, v, 1, 3).expand(k, v, height * width, 3).reshape(k, v * height * width, 3)
-    out = render_rays(field, o, d, config, background=bg, **kwargs)
-    images: dict[str, torch.Tensor] = {"samples": out["samples"]}
-    for name, value in out.items():
-        if name == "samples":
-            continue
-        c = 1 if value.dim() == 2 else value.shape[-1]
-        images[name] = value.reshape(k, v, height, width, c).permute(0, 1, 4, 2, 3)
-    return images
+    bg = _view_background(kwargs.pop("background", None), k, v, height, width)
+    return _as_images(render_rays(field, o, d, config, background=bg, **kwargs), k, v, height, width)
+
+
+def render_rays_and_views(
+    field: RadianceField,
+    origins: torch.Tensor,
+    directions: torch.Tensor,
+    cameras: Cameras,
+    height: int,
+    width: int,
+    config: VolumeConfig | None = None,
+    *,
+    ray_background: torch.Tensor | nn.Module | None = None,
+    view_background: torch.Tensor | nn.Module | None = None,
+    occupancy: OccupancyGrid | None = None,
+    generators: Sequence[torch.Generator] | None = None,
+    normals: bool = False,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Loose rays (K, R, 3) and V views per hypothesis rendered by one :func:`render_rays` call: (what
+    ``render_rays`` returns for the rays, what :func:`render_views` returns for the views).
+
+    Stage 1 renders its reference rays and its guidance views every step; on a small CPU each call's cost is
+    mostly per-operation dispatch, not arithmetic, so one call for both is cheaper than two
+    (docs/benchmarks.md). The jitter draws of one call differ from those of two, so the samples differ; their
+    distribution does not. ``samples`` counts the field evaluations of both and is reported in the rays' dict
+    (the views' is 0). With ``normals`` the views get a normal map (the rays none).
+    """
+    k, r, _ = origins.shape
+    vo, vd, v = _view_rays(field, cameras, height, width)
+    view_bg = _view_background(view_background, k, v, height, width)
+    if ray_background is None and view_bg is None:
+        bg = None
+    elif isinstance(ray_background, nn.Module) and view_bg is ray_background:
+        bg = ray_background
+    else:  # different kinds: each as per-ray colours
+
+        def colours(b, dirs: torch.Tensor) -> torch.Tensor:
+            if b is None:
+                return torch.ones_like(dirs)
+            return b(dirs) if isinstance(b, nn.Module) else b.to(dirs).expand(k, dirs.shape[1], 3)
+
+        bg = torch.cat([colours(ray_background, directions), colours(view_bg, vd)], dim=1)
+    out = render_rays(field, torch.cat([origins, vo], dim=1), torch.cat([directions, vd], dim=1), config,
+                      occupancy=occupancy, generators=generators, background=bg, normals=normals, normals_from=r)
+    ray_part = {n: (x if n == "samples" else x[:, :r]) for n, x in out.items() if n != "normal"}
+    view_part = {n: (torch.zeros_like(x) if n == "samples" else x[:, r:]) for n, x in out.items()}
+    return ray_part, _as_images(view_part, k, v, height, width)

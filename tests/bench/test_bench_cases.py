@@ -52,11 +52,16 @@ def test_variant_parse():
     assert Variant.parse("a-b-c-cal") == Variant("a-b-c", "calibrated") and Variant("a-b-c", "calibrated").label == "a-b-c-cal"
 
 
-def test_floor_runs_follow_each_familys_first_seed():
+def test_floor_runs_follow_each_familys_first_floor_seeds():
     v = [Variant("dsd"), Variant("sds")]
-    specs = runs_for(["crate", "drum"], v, [0, 1], floor=True)
+    specs = runs_for(["crate", "drum"], v, [0, 1], floor_seeds=1)
     keys = [s.key for s in specs]
     assert keys[:3] == ["crate__dsd__s0", "crate__sds__s0", "crate__dsd__s0__floor"]
     assert [s for s in specs if s.floor] == [RunSpec("crate", v[0], 0, True), RunSpec("drum", v[0], 0, True)]
     assert len(specs) == 2 * 2 * 2 + 2
     assert not any(s.floor for s in runs_for(["crate"], v, [0]))
+    three = runs_for(["crate"], v, [4, 5, 6, 7], floor_seeds=3)
+    assert [s.seed for s in three if s.floor] == [4, 5, 6] and all(s.variant == v[0] for s in three if s.floor)
+    assert [s.key for s in three][:6] == ["crate__dsd__s4", "crate__sds__s4", "crate__dsd__s4__floor",
+                                          "crate__dsd__s5", "crate__sds__s5", "crate__dsd__s5__floor"]
+    assert len(runs_for(["crate"], v, [0, 1], floor_seeds=5)) == 2 * 2 + 2  # no more pairs than seeds

@@ -104,14 +104,16 @@ def test_second_run_reuses_and_rescoring_needs_no_rerun(tiny_bench):
 def test_the_floor_comes_from_the_pair_and_is_recorded(tiny_bench):
     out, _config, result = tiny_bench
     floor = result.floors["crate"]
-    assert floor.source == "measured" and floor.label == "dsd" and floor.seed == 0
+    assert floor.source == "measured" and floor.label == "dsd" and floor.seeds == [0]
     runs = {r["dir"]: r for r in json.loads(result.json.read_text())["runs"]}
-    assert floor.runs[0] in runs and floor.runs[1] not in runs  # the floor run is not a method run
-    partner = json.loads((out / floor.runs[1] / "result.json").read_text())
-    main_run = runs[floor.runs[0]]
+    (main_dir, partner_dir), = floor.runs
+    assert main_dir in runs and partner_dir not in runs  # the floor run is not a method run
+    partner = json.loads((out / partner_dir / "result.json").read_text())
+    main_run = runs[main_dir]
     assert partner["floor"] is True and partner["label"] == "dsd" and partner["seed"] == 0
     assert partner["stream_seeds"]["stage1"] == main_run["stream_seeds"]["stage1"] + NF.STREAM_OFFSET
-    assert floor.value == pytest.approx(NF.floor_statistic(main_run["discriminative"], partner["discriminative"]))
+    assert floor.value == pytest.approx(NF.floor_statistic([(main_run["discriminative"], partner["discriminative"])]))
+    assert floor.hypotheses == 2 and 0 <= floor.flips <= 2
     assert NF.read_recorded(out)["crate"].value == pytest.approx(floor.value)
     assert "## Noise floor and coverage per family" in result.markdown.read_text()
 
@@ -131,7 +133,8 @@ def test_cli_json_is_exactly_the_schema_and_reuses_the_runs(tiny_bench):
     assert set(summary) == {"methods", "families"}
     assert set(summary["methods"]) == {"dsd", "sds"}
     assert set(summary["families"]) == {"crate"}
-    assert set(summary["families"]["crate"]) == {"noise_floor", "methods"}
+    assert set(summary["families"]["crate"]) == {"noise_floor", "answer_stability", "methods"}
+    assert summary["families"]["crate"]["answer_stability"] == pytest.approx(result.floors["crate"].stability)
     assert summary["families"]["crate"]["noise_floor"] == pytest.approx(result.floors["crate"].value)
     bench = json.loads(result.json.read_text())["summary"]
     for name in ("dsd", "sds"):
@@ -141,6 +144,18 @@ def test_cli_json_is_exactly_the_schema_and_reuses_the_runs(tiny_bench):
         assert 0.0 <= m["unassigned"] <= 1.0 and 0 <= m["coverage"] <= 2
         assert m["coverage"] == pytest.approx(bench[name]["coverage"]["mean"])
         assert m["best_of_k_chamfer"] == pytest.approx(bench[name]["best_chamfer"]["mean"])
+
+
+def test_every_floor_seed_gets_a_pair_and_the_floor_comes_from_all(tiny_bench):
+    out, config, result = tiny_bench
+    two = run_bench(BenchConfig(**{**config.__dict__, "methods": ["dsd"], "seeds": [0, 1], "floor_seeds": 2}), out)
+    assert two.ran == 2 and two.failed == []  # dsd at seed 1 and its floor run; seed 0's pair is reused
+    floor = two.floors["crate"]
+    assert floor.seeds == [0, 1] and len(floor.runs) == 2 and floor.hypotheses == 4
+    pairs = [tuple(json.loads((out / d / "result.json").read_text())["discriminative"] for d in pair)
+             for pair in floor.runs]
+    assert floor.value == pytest.approx(NF.floor_statistic(pairs))
+    assert floor.value >= result.floors["crate"].value or floor.flips > 0
 
 
 def test_default_methods_come_from_the_recipe(tiny_bench):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from recon.render.cameras import camera_batch, rays
 from recon.scene.field import FieldConfig, RadianceField
 from recon.scene.occupancy import OccupancyConfig, OccupancyGrid
-from recon.scene.volume import VolumeConfig, ray_aabb, render_rays, render_views
+from recon.scene.volume import VolumeConfig, ray_aabb, render_rays, render_rays_and_views, render_views
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -213,3 +213,73 @@ def test_chord_helper_sanity():
     o = torch.tensor([[0.0, 0.0, 3.0]])
     d = torch.tensor([[0.0, 0.0, -1.0]])
     assert math.isclose(float(_chord(o, d, 0.5)[0]), 1.0, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("backgrounds,normals", [("white", None), ("learned", None), ("mixed", None),
+                                                ("white rays, coloured views", None), ("white", "surface"),
+                                                ("white", "composite")])
+def test_rays_and_views_in_one_call_equal_two_calls(backgrounds, normals):
+    # Stage 1 renders its reference rays and guidance views in one call; with midpoint samples (no jitter) every
+    # ray's result, and the gradient of any loss on them, must be what the two separate calls give.
+    field = _trained_like_field(2)
+    occ = OccupancyGrid(OccupancyConfig(resolution=32, min_density=0.01, dilation=1), 2, 1.0)
+    occ.update(field.density)
+    ref_cams = camera_batch([0.0, 0.0], [0.0, 0.0], 3.8, 20.0, 16)
+    o, d = rays(ref_cams, 16, 16)
+    o, d = o.reshape(2, -1, 3)[:, ::3], d.reshape(2, -1, 3)[:, ::3]  # loose rays, not an image
+    cams = camera_batch([10.0, 30.0, -5.0, 20.0], [140.0, 200.0, 90.0, 300.0], 3.8, 20.0, 12)  # V = 2
+    learned = _Module(lambda x: (x + 1) / 2)
+    ray_bg, view_bg = {"white": (None, None), "learned": (learned, learned),
+                       "mixed": (learned, torch.rand(4, 3, generator=torch.Generator().manual_seed(0))),
+                       "white rays, coloured views": (None, torch.rand(4, 3, generator=torch.Generator().manual_seed(0))),
+                       }[backgrounds]
+    cfg = VolumeConfig(samples_per_ray=24, normals=normals or "surface")
+    ref, views = render_rays_and_views(field, o, d, cams, 12, 12, cfg, ray_background=ray_bg,
+                                       view_background=view_bg, occupancy=occ, normals=normals is not None)
+    ref2 = render_rays(field, o, d, cfg, occupancy=occ, background=ray_bg)
+    views2 = render_views(field, cams, 12, 12, cfg, occupancy=occ, background=view_bg, normals=normals is not None)
+    assert set(views) == set(views2) and set(ref) == set(ref2)  # the views' normal map, none for the rays
+    for name in ("rgb", "opacity", "depth", "background", *(("normal",) if normals else ())):
+        if name not in ref2:
+            assert torch.allclose(views[name], views2[name], atol=1e-6), name
+            assert float(views[name].detach().abs().amax()) > 0.1
+            continue
+        assert ref[name].shape == ref2[name].shape and views[name].shape == views2[name].shape
+        assert torch.allclose(ref[name], ref2[name], atol=1e-6), name
+        assert torch.allclose(views[name], views2[name], atol=1e-6), name
+    assert int(ref["samples"]) + int(views["samples"]) == int(ref2["samples"]) + int(views2["samples"])
+    assert float(views["opacity"].detach().amax()) > 0.5 and float(ref["opacity"].detach().amax()) > 0.5  # both parts see the object
+
+    def grads(loss):
+        field.zero_grad(set_to_none=True)
+        loss.backward()
+        return [g.grad.clone() for g in field.grids]
+
+    target = torch.rand_like(views["rgb"], generator=torch.Generator().manual_seed(1))
+    def loss(ref, views):
+        extra = views["normal"][:, :, :, 1:].sub(views["normal"][:, :, :, :-1]).square().mean() if normals else 0.0
+        return ref["rgb"].square().mean() + (views["rgb"] - target).square().mean() + extra
+
+    one = grads(loss(ref, views))
+    ref2 = render_rays(field, o, d, cfg, occupancy=occ, background=ray_bg)
+    views2 = render_views(field, cams, 12, 12, cfg, occupancy=occ, background=view_bg, normals=normals is not None)
+    two = grads(loss(ref2, views2))
+    for a, b in zip(one, two):
+        assert torch.allclose(a, b, atol=1e-6 * float(b.abs().max()) + 1e-9)
+
+
+@pytest.mark.parametrize("mode", ["surface", "composite"])
+def test_normals_from_skips_the_first_rays_and_leaves_the_rest_unchanged(mode):
+    # Stage 1's reference rays need no normals: with normals_from = r they get none (zero, and no field
+    # evaluation), while every later ray's normal is what a full normal pass gives.
+    field = _trained_like_field(2)
+    cams = camera_batch([0.0, 20.0], [0.0, 120.0], 3.8, 20.0, 16)
+    o, d = rays(cams, 16, 16)
+    o, d = o.reshape(2, -1, 3), d.reshape(2, -1, 3)
+    cfg = VolumeConfig(samples_per_ray=24, normals=mode)
+    with torch.no_grad():
+        full = render_rays(field, o, d, cfg, normals=True)["normal"]
+        part = render_rays(field, o, d, cfg, normals=True, normals_from=100)["normal"]
+    assert float(full[:, :100].abs().amax()) > 0.1  # the skipped rays do have normals in a full pass
+    assert torch.count_nonzero(part[:, :100]) == 0
+    assert torch.allclose(part[:, 100:], full[:, 100:], atol=1e-6)
