@@ -80,16 +80,8 @@ def kept_answers(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def floor_statistic(pairs: list[Pair]) -> float:
     """The floor (module docstring) of floor pairs of (K, M) distance matrices: the largest movement of a
     hypothesis that kept its nearest member; the largest of all when none did (0 with fewer than 2 members)."""
-    kept_moves, all_moves = [], []
-    for a, b in pairs:
-        moves = movements(a, b)
-        if moves.size:
-            all_moves.append(moves)
-            kept_moves.append(moves[kept_answers(a, b)])
-    kept = [m for m in kept_moves if m.size]
-    if kept:
-        return float(max(m.max() for m in kept))
-    return float(max(m.max() for m in all_moves)) if all_moves else 0.0
+    kept = [m for m in (movements(a, b)[kept_answers(a, b)] for a, b in pairs) if m.size]
+    return float(max(m.max() for m in kept)) if kept else floor_with_flips(pairs)
 
 
 def floor_with_flips(pairs: list[Pair]) -> float:

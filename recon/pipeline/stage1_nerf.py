@@ -192,7 +192,7 @@ class Stage1:
             # Reference rays (white or learned background, as the input photo is composited).
             o, d, target, mask = self._reference_batch()
             if guided:
-                # One render call for the reference rays and the guidance views: stage 1 is dispatch-bound.
+                # One render call for the reference rays and the guidance views (each op once, not twice).
                 ref, out = render_rays_and_views(
                     self.field, o, d, cams, res, res, cfg.volume, ray_background=self.background,
                     view_background=self._guidance_background(views), occupancy=occ,
