@@ -4,7 +4,8 @@ Stage 2's tensors are too small for torch's intra-op threads to help on a small 
 were slower than one on the quick start, and collapsed 3.4x beside one busy process; docs/benchmarks.md),
 while its K hypotheses are independent graphs once the guidance loss's gradient on each render is known; the
 export's hypotheses are independent outright. Both map their per-hypothesis work over these threads. (Stage 1
-does not: its step is dispatch-bound and one batched graph beat per-hypothesis threads; docs/benchmarks.md.)
+does not: its samples are many enough for torch's two intra-op threads to give 1.56x on one batched graph, and two
+half-size stages on two threads were only 5 % faster than that; docs/benchmarks.md.)
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from the last checkpoint.
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,7 @@ class TextTo3D(StagedRun):
         super().__init__(config, out_dir, progress)
         self.prompt = prompt
         self._silhouettes: tuple[Stage1, Cameras, torch.Tensor] | None = None
+        self._silhouettes_lock = threading.Lock()  # the hypotheses' level searches run on threads
 
     # -- setup
     def prepare(self) -> None:
@@ -159,13 +161,14 @@ class TextTo3D(StagedRun):
     @torch.no_grad()
     def silhouettes(self, stage1: Stage1) -> tuple[Cameras, torch.Tensor]:
         """The level cameras (V) and every hypothesis's stage-1 silhouettes (K, V, H, W) bool."""
-        if self._silhouettes is None or self._silhouettes[0] is not stage1:
-            lc, c = self.config.level, self.config
-            azimuth = torch.arange(lc.views, dtype=torch.float64) * (360.0 / lc.views)
-            cams = camera_batch(torch.full((lc.views,), lc.elevation), azimuth, c.distance, c.fovy, lc.resolution)
-            out = stage1.render(Cameras.cat([cams] * stage1.num_hypotheses), lc.resolution)
-            self._silhouettes = (stage1, cams, out["opacity"][:, :, 0] > lc.opacity)
-        return self._silhouettes[1], self._silhouettes[2]
+        with self._silhouettes_lock:
+            if self._silhouettes is None or self._silhouettes[0] is not stage1:
+                lc, c = self.config.level, self.config
+                azimuth = torch.arange(lc.views, dtype=torch.float64) * (360.0 / lc.views)
+                cams = camera_batch(torch.full((lc.views,), lc.elevation), azimuth, c.distance, c.fovy, lc.resolution)
+                out = stage1.render(Cameras.cat([cams] * stage1.num_hypotheses), lc.resolution)
+                self._silhouettes = (stage1, cams, out["opacity"][:, :, 0] > lc.opacity)
+            return self._silhouettes[1], self._silhouettes[2]
 
     def surface_level(self, stage1: Stage1, geometry: DMTet, density_fn, k: int) -> float | None:
         cams, masks = self.silhouettes(stage1)

@@ -71,7 +71,8 @@ def sample_surface(vertices: torch.Tensor, faces: torch.Tensor, n: int, generato
 
 
 class DMTet(nn.Module):
-    """Parameters: ``sdf`` (Nv,) and ``deform`` (Nv, 3); buffers: ``grid_vertices`` (Nv, 3), ``tets`` (Nt, 4)."""
+    """Parameters: ``sdf`` (Nv,) and ``deform`` (Nv, 3); buffers (not in the state dict): ``grid_vertices`` (Nv, 3),
+    ``tets`` (Nt, 4)."""
 
     def __init__(self, resolution: int = 64, radius: float = 1.0, deform_fraction: float = 0.5):
         super().__init__()
@@ -80,10 +81,16 @@ class DMTet(nn.Module):
         self.radius = radius
         self.cell_size = grid.cell_size
         self.deform_fraction = deform_fraction
-        self.register_buffer("grid_vertices", grid.vertices)
-        self.register_buffer("tets", grid.tets)
+        # The grid follows from (resolution, radius), so checkpoints leave it out (it was 85 % of stage 2's).
+        self.register_buffer("grid_vertices", grid.vertices, persistent=False)
+        self.register_buffer("tets", grid.tets, persistent=False)
         self.sdf = nn.Parameter(torch.ones(grid.vertices.shape[0]))
         self.deform = nn.Parameter(torch.zeros_like(grid.vertices))
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As nn.Module's; a state saved with the grid in it (checkpoints before the grid was left out) loads too."""
+        state = {k: v for k, v in state_dict.items() if k not in ("grid_vertices", "tets")}
+        return super().load_state_dict(state, strict, assign)
 
     def vertex_positions(self) -> torch.Tensor:
         """(Nv, 3) deformed grid vertices."""

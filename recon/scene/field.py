@@ -235,11 +235,20 @@ class _FieldView:
     def __init__(self, parent: RadianceField, slots: list[int]) -> None:
         self.parent = parent
         self.config = parent.config
-        idx = torch.as_tensor(slots, dtype=torch.long)
-        whole = slots == list(range(parent.num_hypotheses))
-        self.grids = list(parent.grids) if whole else [g[idx] for g in parent.grids]
-        self.density_net = [w if whole else w[idx] for w in parent.density_net]
-        self.color_net = [w if whole else w[idx] for w in parent.color_net]
+        start = slots[0] if slots else 0
+        if slots == list(range(start, start + len(slots))):
+            # Consecutive slots: a view, no copy (stage 2 evaluates one slot's colour every step; indexing
+            # copied all of its grids each time).
+            def pick(w: torch.Tensor) -> torch.Tensor:
+                return w[start:start + len(slots)]
+        else:
+            idx = torch.as_tensor(slots, dtype=torch.long)
+
+            def pick(w: torch.Tensor) -> torch.Tensor:
+                return w[idx]
+        self.grids = [pick(g) for g in parent.grids]
+        self.density_net = [pick(w) for w in parent.density_net]
+        self.color_net = [pick(w) for w in parent.color_net]
 
     features = RadianceField.features
     blob = RadianceField.blob

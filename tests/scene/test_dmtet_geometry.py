@@ -97,3 +97,18 @@ def test_regularisers_on_closed_form_cases():
     # Centre: offset 0.5 -> 0.25. Each rim vertex: neighbours (centre, two rim) -> offset of z = -0.5/3.
     expected = (0.25 + 4 * (0.5 / 3) ** 2) / 5
     assert torch.allclose(laplacian_smoothness(lifted, fan) - base, torch.tensor(expected), atol=1e-6)
+
+
+def test_state_leaves_out_the_grid_and_loads_states_that_hold_it():
+    """Checkpoints carry sdf and deform only (the grid follows from resolution and radius); a state written
+    when the grid was in it still loads, into the same surface."""
+    geo = DMTet(6, 1.0)
+    with torch.no_grad():
+        geo.sdf.copy_(geo.grid_vertices.norm(dim=-1) - 0.5)
+        geo.deform.uniform_(-0.3, 0.3)
+    assert set(geo.state_dict()) == {"sdf", "deform"}
+    legacy = dict(geo.state_dict(), grid_vertices=geo.grid_vertices.clone(), tets=geo.tets.clone())
+    other = DMTet(6, 1.0)
+    other.load_state_dict(legacy)
+    a, b = geo.extract(), other.extract()
+    assert torch.equal(a.faces, b.faces) and torch.equal(a.vertices, b.vertices) and a.faces.shape[0] > 0

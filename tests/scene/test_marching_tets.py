@@ -131,3 +131,19 @@ def test_empty_and_full_fields_give_empty_meshes():
     for sdf in (torch.ones(g.vertices.shape[0]), -torch.ones(g.vertices.shape[0])):
         out = marching_tets(g.vertices, g.tets, sdf)
         assert out.vertices.shape == (0, 3) and out.faces.shape == (0, 3)
+
+
+def test_compiled_pass_keeps_exactly_the_tets_with_corners_on_both_sides():
+    """The compiled first pass against its definition: a tetrahedron is kept iff its four corners are not all
+    on one side, with code Σ_j inside[corner j] · 2^j, in ascending order (every 0..15 pattern occurs)."""
+    from recon.scene.marching_tets_kernel import crossed_tets
+
+    g = torch.Generator().manual_seed(3)
+    tets = torch.randint(0, 50, (4000, 4), generator=g)
+    inside = torch.rand(50, generator=g) < 0.5
+    index, code = crossed_tets(tets, inside)
+    bits = [[bool(inside[int(v)]) for v in tet] for tet in tets.tolist()]
+    want = [i for i, b in enumerate(bits) if any(b) and not all(b)]
+    assert index.tolist() == want
+    assert code.tolist() == [sum(1 << j for j in range(4) if bits[i][j]) for i in want]
+    assert set(code.tolist()) == set(range(1, 15))
