@@ -244,7 +244,9 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
     factors = _calibration(out, base, prior, images, families, variants, log) \
         if any(v.weighting == "calibrated" for v in variants) else {}
 
-    specs = runs_for(families, variants, seeds, floor_seeds=max(1, bench.floor_seeds) if bench.noise_floor else 0)
+    # The seeds that get a floor pair (the first ones; at least one when floors are measured).
+    floor_seeds = seeds[:max(1, bench.floor_seeds)] if bench.noise_floor and variants else []
+    specs = runs_for(families, variants, seeds, floor_seeds=len(floor_seeds))
     results, failed = [], []
     by_key: dict[str, dict[str, Any]] = {}
     ran = reused = 0
@@ -284,7 +286,7 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
             results.append(result)
     if progress:
         progress("bench runs", len(specs), len(specs))
-    floors = _floors(out, bench, settings, families, variants, seeds, by_key, warn)
+    floors = _floors(out, bench, settings, families, variants, floor_seeds, by_key, warn)
     for r in results:
         apply_assignment(r, floors[r["family"]].value)
     md, js, fig = write_report(out, results, truths, bench, settings, failed,
@@ -296,14 +298,15 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
 
 
 def _floors(out: Path, bench: BenchConfig, settings: MetricSettings, families: list[str], variants: list[Variant],
-            seeds: list[int], by_key: dict[str, dict[str, Any]], warn: Callable[[str], None]) -> dict[str, NF.NoiseFloor]:
-    """Each family's noise floor: measured from its floor pairs, else recorded by an earlier bench, else 0."""
+            floor_seeds: list[int], by_key: dict[str, dict[str, Any]],
+            warn: Callable[[str], None]) -> dict[str, NF.NoiseFloor]:
+    """Each family's noise floor: measured from its floor pairs (at ``floor_seeds``, empty when floors are not
+    measured), else recorded by an earlier bench, else 0."""
     recorded = NF.read_recorded(out)
     floors: dict[str, NF.NoiseFloor] = {}
-    floor_seeds = seeds[:max(1, bench.floor_seeds)] if variants else []
     for fam in families:
         pairs, runs, paired_seeds = [], [], []
-        for seed in floor_seeds if bench.noise_floor else []:
+        for seed in floor_seeds:
             a = by_key.get(RunSpec(fam, variants[0], seed).key)
             b = by_key.get(RunSpec(fam, variants[0], seed, floor=True).key)
             if a is not None and b is not None:

@@ -54,7 +54,7 @@ from recon.cli.common import fail, first_line, parse_seeds, progress_bars
 @click.option("--quiet", is_flag=True, help="No progress bars or log lines.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print {methods: {NAME: {coverage, unassigned, best_of_k_chamfer, fidelity, diversity}}, families: "
-                   "{FAMILY: {noise_floor, methods: {...}}}}.")
+                   "{FAMILY: {noise_floor, answer_stability, methods: {...}}}}.")
 def bench(cases, methods, families, library, prior, no_noise_floor, floor_seeds, seeds, hypotheses, out_dir, config_file, overrides, tau,
           delta, points, threads, quiet, as_json):
     """Reconstruct library objects whose backs the input view hides with each method, K hypotheses each, and
