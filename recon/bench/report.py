@@ -130,6 +130,33 @@ def family_summaries(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[
     return {f: summarise([r for r in results if r["family"] == f]) for f in families}
 
 
+def fidelity_by_member(results: list[dict[str, Any]]) -> dict[str, dict[str, tuple[int, float]]]:
+    """label -> member -> (hypotheses nearest that member, their mean whole-surface Chamfer to it), over ``results``
+    (one family's runs). Fidelity averages over hypotheses, so a method that builds a family's harder members scores
+    worse even where it builds each member as well as another method does; split by member, the two are told apart."""
+    found: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        for name, cd in zip(r["nearest"], r["nearest_chamfer"]):
+            found[r["label"]][name.split("/")[-1]].append(float(cd))
+    return {label: {m: (len(v), float(np.mean(v))) for m, v in per.items()} for label, per in found.items()}
+
+
+def _fidelity_split_lines(results: list[dict[str, Any]]) -> list[str]:
+    """The per-member fidelity table of one family's runs (empty when there is nothing to split)."""
+    split = fidelity_by_member(results)
+    members = list(dict.fromkeys(n.split("/")[-1] for r in results for n in r.get("members", [])))
+    members += [m for per in split.values() for m in per if m not in members]
+    if not split or len(members) < 2:
+        return []
+    lines = ["", "Fidelity split by the member each hypothesis is nearest (whole surface): hypotheses × their mean "
+             "Chamfer to it, over all seeds.", "", "| method | " + " | ".join(members) + " |",
+             "|---|" + "---|" * len(members)]
+    for label, per in split.items():
+        cells = [f"{per[m][0]} × {per[m][1]:.4f}" if m in per else "—" for m in members]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 # --json: output name -> summary key
 JSON_KEYS = {"coverage": "coverage", "unassigned": "unassigned", "best_of_k_chamfer": "best_chamfer",
              "fidelity": "fidelity", "diversity": "diversity"}
@@ -184,6 +211,7 @@ def _floor_lines(results: list[dict[str, Any]], floors: dict[str, Any]) -> list[
             lines.append(f"| {label} | {_fmt(e['coverage'], '{:.2f}')} | {_fmt(e['unassigned'], '{:.2f}')} | "
                          f"{_fmt(e['nearest_coverage'], '{:.2f}')} | {_fmt(e['best_chamfer'], '{:.4f}')} | "
                          f"{_fmt(e['fidelity'], '{:.4f}')} | {_fmt(e['diversity'], '{:.4f}')} |")
+        lines += _fidelity_split_lines([r for r in results if r["family"] == fam])
         lines.append("")
         pair_change = f.pair_coverage_change if f else None
         for i, a in enumerate(labels):
