@@ -301,6 +301,7 @@ LIMITS: tuple[Limit, ...] = (
     Limit("*.t_max_end", 0.0, 1.0, "t is a fraction of the diffusion schedule"),
     Limit("*.commit_fraction", 0.0, 1.0, "a fraction of stage 1's steps"),
     Limit("*.commit_every", 1, 1_000_000, "every n-th step of the commit phase commits"),
+    Limit("*.commit_interleave_from", 0.0, 1.0, "a fraction of stage 1's steps"),
     Limit("*.delta_ratio", 0.0, 1.0, "a fraction of t"),
     Limit("*.guidance_scale", 0.0, 1000.0, "classifier-free guidance scale"),
     Limit("distance", 1e-3, 1e3, "camera distance in object units"),

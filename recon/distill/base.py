@@ -62,7 +62,8 @@ class DistillConfig:
             the paper's per-view ODE from ε*; ``fresh``: DSD with new noise each step, as ASD; ``inversion``:
             DSD on the DDIM inversion of the view's own render, with the two inversion settings).
             ``commit_every`` n > 1 interleaves: within the commit phase only every n-th step is a commit step
-            (pinned and committed); the others follow.
+            (pinned and committed); the others follow. ``commit_interleave_from``: the share of the stage's
+            steps before which every step commits even with n > 1 (a plain commit first, then the interleave).
     """
 
     method: Method = "dsd"
@@ -85,6 +86,7 @@ class DistillConfig:
     commit_fraction: float = 0.3
     commit_pin_views: bool = True
     commit_every: int = 1
+    commit_interleave_from: float = 0.0
     commit_target: Literal["two_point", "endpoint"] = "two_point"
     commit_follow: Literal["sds", "anchor", "view", "fresh", "inversion"] = "sds"
     anchor: tuple[float, float] = (30.0, 135.0)

@@ -206,3 +206,16 @@ def test_interleaved_endpoint_commit_from_antithetic_seed_noise():
             else:
                 want = sds_oracle(unet, scheduler, x_pi[i : i + 1], t, noise[k], context)
             assert_close(result.grad[i], want, (step, i, t))
+
+
+def test_plain_commit_before_the_interleave():
+    """``commit_interleave_from``: every step before that share of the stage commits even with ``commit_every: 2``;
+    from there to ``commit_fraction`` only every other step does; after it none (10 steps: 0-2 plain, 3-5 every
+    other, 6-9 follow)."""
+    _unet, _scheduler, prior, *_ = tiny_setup()
+    config = DistillConfig(method="dsd-commit", commit_fraction=0.6, commit_every=2, commit_interleave_from=0.3,
+                           commit_target="endpoint", timesteps=TimestepConfig(total_steps=10))
+    distiller = build_distiller(prior, config)
+    want = [True, True, True, False, True, False, False, False, False, False]
+    assert [distiller.committing(s) for s in range(10)] == want
+    assert [distiller.anchor_camera(s) is not None for s in range(10)] == want
