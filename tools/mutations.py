@@ -239,7 +239,7 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "commit_every ignored",
         "recon/distill/committed.py",
-        "return step < self.commit_steps and (step < plain or step % self.config.commit_every == 0)",
+        "return step < self.commit_steps and (step < self.plain_commit_steps or step % self.config.commit_every == 0)",
         "return step < self.commit_steps",
         ("tests/distill/test_dsd_gradient_oracle.py::test_interleaved_endpoint_commit_from_antithetic_seed_noise",
          "tests/distill/test_dsd_gradient_oracle.py::test_plain_commit_before_the_interleave"),
@@ -247,7 +247,7 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "plain commit before the interleave ignored",
         "recon/distill/committed.py",
-        "return step < self.commit_steps and (step < plain or step % self.config.commit_every == 0)",
+        "return step < self.commit_steps and (step < self.plain_commit_steps or step % self.config.commit_every == 0)",
         "return step < self.commit_steps and step % self.config.commit_every == 0",
         ("tests/distill/test_dsd_gradient_oracle.py::test_plain_commit_before_the_interleave",),
     ),

@@ -144,8 +144,7 @@ def fidelity_by_member(results: list[dict[str, Any]]) -> dict[str, dict[str, tup
 def _fidelity_split_lines(results: list[dict[str, Any]]) -> list[str]:
     """The per-member fidelity table of one family's runs (empty when there is nothing to split)."""
     split = fidelity_by_member(results)
-    members = list(dict.fromkeys(n.split("/")[-1] for r in results for n in r.get("members", [])))
-    members += [m for per in split.values() for m in per if m not in members]
+    members = list(dict.fromkeys(n.split("/")[-1] for r in results for n in r["members"]))  # nearest ⊆ members
     if not split or len(members) < 2:
         return []
     lines = ["", "Fidelity split by the member each hypothesis is nearest (whole surface): hypotheses × their mean "

@@ -54,12 +54,16 @@ class CommittedDSD(DSD):
         """Steps of the commit phase: ``commit_fraction`` of the stage's steps."""
         return round(self.config.commit_fraction * self.config.timesteps.total_steps)
 
+    @property
+    def plain_commit_steps(self) -> int:
+        """Steps at the start during which every step commits, whatever ``commit_every``."""
+        return round(self.config.commit_interleave_from * self.config.timesteps.total_steps)
+
     def committing(self, step: int) -> bool:
         """Is ``step`` a commit step: inside the commit phase and, with ``commit_every`` n > 1, every n-th step
         of it (the steps between follow, so the views the anchor does not show keep being shaped) — except before
         ``commit_interleave_from`` of the stage's steps, where every step commits."""
-        plain = round(self.config.commit_interleave_from * self.config.timesteps.total_steps)
-        return step < self.commit_steps and (step < plain or step % self.config.commit_every == 0)
+        return step < self.commit_steps and (step < self.plain_commit_steps or step % self.config.commit_every == 0)
 
     def anchor_camera(self, step: int) -> tuple[float, float] | None:
         """(elevation°, azimuth°) every guidance view must use at ``step``; None = the stage's own cameras."""
