@@ -27,7 +27,9 @@ DRUM = Path(__file__).resolve().parents[2] / "data" / "examples" / "drum.png"
 
 def back_views(stage1_seed: int, extra: list[str] = ()) -> torch.Tensor:
     """(K, views, 3, 32, 32) renders of each hypothesis from behind after a short stage 1."""
-    overrides = ["stage1.steps=80", "distill.commit_fraction=1.0", "prior.library.image_size=16", "stage1.resolutions=[32]",
+    # commit_every=1: every step of the short stage commits (the recipe interleaves after its first 30 %).
+    overrides = ["stage1.steps=80", "distill.commit_fraction=1.0", "distill.commit_every=1",
+                 "prior.library.image_size=16", "stage1.resolutions=[32]",
                  "stage1.reference_rays=512", f"stage1.seed={stage1_seed}", *extra]
     config = image_config(None, overrides, hypotheses=K, seed=0)
     with tempfile.TemporaryDirectory() as folder:
