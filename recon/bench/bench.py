@@ -80,6 +80,7 @@ class BenchConfig:
         base (``configs/toy-zero123.yaml`` for toy-zero123; :func:`recon.pipeline.recipes.recipe_for`). With
         a learned prior the inputs and the ground truth still come from the shape library
         (``data/library`` or ``library``); its prior.path is in every run's config, so in the run hash.
+    keep_checkpoints: keep each finished run's stage checkpoints (deleted by default once its result is written).
     """
 
     cases: str = "smoke"
@@ -97,6 +98,7 @@ class BenchConfig:
     noise_floor: bool = True
     floor_seeds: int = 3
     prior: str | None = None
+    keep_checkpoints: bool = False
 
 
 @dataclass
@@ -266,7 +268,8 @@ def run_bench(bench: BenchConfig, out_dir: str | Path = "out/bench", progress: P
         except ConfigError as exc:
             raise ConfigError(f"{spec.variant.label}: {exc}") from exc
         info["guidance_weight"] = {"stage1": config.stage1.weights.guidance, "stage2": config.stage2.weights.guidance}
-        run = BenchRun(spec, config, images[spec.family], out, truths[spec.family], settings, info, progress, library)
+        run = BenchRun(spec, config, images[spec.family], out, truths[spec.family], settings, info, progress, library,
+                       bench.keep_checkpoints)
         result = run.cached()
         if result is not None:
             reused += 1

@@ -2,7 +2,9 @@
 
 Folder of a run (``OUT/runs/<family>__<variant>__s<seed>__<hash>``)::
 
-    checkpoints/          the pipeline's stage checkpoints (an interrupted run resumes from them)
+    checkpoints/          the pipeline's stage checkpoints (an interrupted run resumes from them); the
+                          stage states (tens of MB a run at the full budget) are deleted once result.json
+                          is written, unless the bench keeps them (``recon bench --keep-checkpoints``)
     meshes/hypothesis_k.ply   stage-2 surface with the stage-1 colour at the vertices
     renders/hypothesis_k.png  the figure's views (colour from the stage-1 field at every pixel)
     result.json           timings, memory, prior evaluations, metrics (written last, atomically)
@@ -150,8 +152,9 @@ class BenchRun:
 
     def __init__(self, spec: RunSpec, config: ImageTo3DConfig, image: Path, root: Path, gt: GroundTruth,
                  settings: MetricSettings, extra: dict[str, Any] | None = None,
-                 progress: Progress | None = None, library: str = "") -> None:
+                 progress: Progress | None = None, library: str = "", keep_checkpoints: bool = False) -> None:
         self.spec = spec
+        self.keep_checkpoints = keep_checkpoints
         self.library = library
         self.config = config
         self.image = image
@@ -234,6 +237,11 @@ class BenchRun:
             **geo,
         }
         atomic_write_text(self.result_path, json.dumps(result, indent=1))
+        if not self.keep_checkpoints:
+            # A finished run is reused from result.json and its meshes; the states only serve a resume, and a
+            # full bench of ~100 runs would otherwise leave gigabytes behind.
+            for state in p.ckpt_dir.glob("stage*.pt"):
+                state.unlink()
         return result
 
     @torch.no_grad()

@@ -34,6 +34,9 @@ from recon.cli.common import fail, first_line, parse_seeds, progress_bars
 @click.option("--floor-seeds", "floor_seeds", type=click.IntRange(1, 64), default=3, show_default=True,
               help="How many of the seeds (the first ones) get a floor run per family (the first method run again "
                    "with other random streams); the floor comes from all of these pairs.")
+@click.option("--keep-checkpoints", "keep_checkpoints", is_flag=True,
+              help="Keep each finished run's stage checkpoints (tens of MB a run at the full budget); by default "
+                   "they are deleted once the run's result is written.")
 @click.option("--seeds", default=None, help="Run seeds, e.g. 0-2 or 0,3 (default: the case set's).")
 @click.option("--hypotheses", "-k", type=click.IntRange(1, 64), default=4, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/bench"), show_default=True,
@@ -55,7 +58,7 @@ from recon.cli.common import fail, first_line, parse_seeds, progress_bars
 @click.option("--json", "as_json", is_flag=True,
               help="Print {methods: {NAME: {coverage, unassigned, best_of_k_chamfer, fidelity, diversity}}, families: "
                    "{FAMILY: {noise_floor, answer_stability, methods: {...}}}}.")
-def bench(cases, methods, families, library, prior, no_noise_floor, floor_seeds, seeds, hypotheses, out_dir, config_file, overrides, tau,
+def bench(cases, methods, families, library, prior, no_noise_floor, floor_seeds, keep_checkpoints, seeds, hypotheses, out_dir, config_file, overrides, tau,
           delta, points, threads, quiet, as_json):
     """Reconstruct library objects whose backs the input view hides with each method, K hypotheses each, and
     score them against every plausible ground truth: coverage (hypotheses assigned to members where the
@@ -95,6 +98,7 @@ def bench(cases, methods, families, library, prior, no_noise_floor, floor_seeds,
         noise_floor=not no_noise_floor,
         floor_seeds=floor_seeds,
         prior=prior,
+        keep_checkpoints=keep_checkpoints,
     )
     log = None if (quiet or as_json) else (lambda msg: click.echo(msg, err=True))
     command = "recon bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else "recon bench"

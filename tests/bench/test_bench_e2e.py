@@ -65,6 +65,8 @@ def test_outputs_exist_and_are_consistent(tiny_bench):
         for h in r["hypotheses"]:
             assert 0 < h["input_iou"] <= 1 and np.isfinite(h["input_psnr"])
             assert (out / r["dir"] / h["render"]).is_file()
+        # a finished run keeps its result and meshes, not its stage states (they only serve a resume)
+        assert sorted(p.name for p in (out / r["dir"] / "checkpoints").iterdir()) == ["run_hash.txt"]
 
 
 def test_chamfer_agrees_with_trimesh_sampling_of_the_saved_meshes(tiny_bench):
@@ -148,9 +150,13 @@ def test_cli_json_is_exactly_the_schema_and_reuses_the_runs(tiny_bench):
 
 def test_every_floor_seed_gets_a_pair_and_the_floor_comes_from_all(tiny_bench):
     out, config, result = tiny_bench
-    two = run_bench(BenchConfig(**{**config.__dict__, "methods": ["dsd"], "seeds": [0, 1], "floor_seeds": 2}), out)
+    two = run_bench(BenchConfig(**{**config.__dict__, "methods": ["dsd"], "seeds": [0, 1], "floor_seeds": 2,
+                                   "keep_checkpoints": True}), out)
     assert two.ran == 2 and two.failed == []  # dsd at seed 1 and its floor run; seed 0's pair is reused
     floor = two.floors["crate"]
+    # seed 0's pair ran in the fixture (states deleted); seed 1's pair ran now with keep_checkpoints
+    kept = [sorted(p.name for p in (out / d / "checkpoints").glob("stage*.pt")) for pair in floor.runs for d in pair]
+    assert kept == [[], [], ["stage1.pt", "stage2.pt"], ["stage1.pt", "stage2.pt"]]
     assert floor.seeds == [0, 1] and len(floor.runs) == 2 and floor.hypotheses == 4
     pairs = [tuple(json.loads((out / d / "result.json").read_text())["discriminative"] for d in pair)
              for pair in floor.runs]
