@@ -236,3 +236,27 @@ def test_k8_on_a_random_library_with_json(tmp_path, one_torch_thread):
     assert 1 <= m["coverage"] <= 3 and (8 * m["unassigned"]).is_integer()
     run = json.loads((tmp_path / "out" / "bench.json").read_text())["runs"][0]
     assert len(run["hypotheses"]) == 8 and np.array(run["discriminative"]).shape == (8, 3)
+
+
+def test_fidelity_sides_split_the_bench_chamfer(tiny_bench, capsys):
+    """benchmarks/fidelity_sides.py: per (family, method, nearest member), ½ (accuracy + completeness) is the mean
+    of bench.json's nearest-member Chamfer for those hypotheses, and the counts cover every hypothesis."""
+    import importlib.util
+    from pathlib import Path
+
+    out, _config, result = tiny_bench
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "fidelity_sides.py"
+    spec = importlib.util.spec_from_file_location("fidelity_sides", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.sides(out)
+    runs = json.loads(result.json.read_text())["runs"]
+    assert sum(r["n"] for r in rows) == sum(len(r["hypotheses"]) for r in runs)
+    for row in rows:
+        chamfers = [r["nearest_chamfer"][k] for r in runs if r["label"] == row["method"]
+                    for k, name in enumerate(r["nearest"]) if name == row["member"]]
+        assert row["n"] == len(chamfers)
+        assert 0.5 * (row["accuracy"] + row["completeness"]) == pytest.approx(np.mean(chamfers), rel=1e-4)
+        assert row["accuracy_p95"] >= 0 and row["completeness_p95"] >= 0
+    module.main([str(out)])
+    assert "| crate | dsd |" in capsys.readouterr().out

@@ -30,7 +30,8 @@ def recorded(monkeypatch):
     seen = []
 
     class Recorder:
-        def __init__(self, spec, config, image, root, gt, settings, extra=None, progress=None, library=""):
+        def __init__(self, spec, config, image, root, gt, settings, extra=None, progress=None, library="",
+                     keep_checkpoints=False):
             seen.append({"spec": spec, "config": config, "image": image, "gt": gt, "library": library})
             if len(seen) == want[0]:
                 raise _Stop
