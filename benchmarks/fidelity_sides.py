@@ -6,10 +6,10 @@ fronts, leftover parts), completeness = mean distance from the member's surface 
 missing parts). Printed per family, method and nearest member over the runs of a finished bench folder:
 hypotheses, both means and both 95th percentiles (the tail is where floaters show).
 
-    python benchmarks/fidelity_sides.py OUT_DIR [--library DIR] [--families crate,lantern] [--json FILE]
+    python benchmarks/fidelity_sides.py OUT_DIR [--families crate,lantern] [--json FILE]
 
-The points are the bench's own (the same samplers, counts and seeds), so ½ (accuracy + completeness) is the
-Chamfer distance in ``bench.json``.
+The points are the bench's own (the same samplers, counts and seeds, and the shape library recorded in
+``bench.json``), so ½ (accuracy + completeness) is the Chamfer distance in ``bench.json``.
 """
 
 from __future__ import annotations
@@ -30,22 +30,23 @@ from recon.render.select import select_backend
 
 
 def member_points(library: str | None, families: set[str], points: int) -> dict[str, np.ndarray]:
-    """``family/member`` -> (points, 3) outer-surface samples, as the bench's ground truth."""
+    """``family/member`` -> (points, 3) outer-surface samples, as the bench's ground truth (``library``: the
+    folder the bench recorded, None = the shipped one)."""
     base = image_config(None)
-    prior_config = base.prior if library is None else dataclasses.replace(base.prior, path=str(Path(library).resolve()))
+    prior_config = base.prior if library is None else dataclasses.replace(base.prior, path=library)
     prior = build_image_prior(prior_config, select_backend(base.backend, "cpu"), "cpu",
                               (base.elevation, 0.0, base.distance))
     return {f"{s.family}/{s.member}": M.outer_surface_points(s.mesh, points)
             for s in prior.shapes if s.family in families}
 
 
-def sides(out: Path, library: str | None = None, families: list[str] | None = None) -> list[dict]:
+def sides(out: Path, families: list[str] | None = None) -> list[dict]:
     """One row per (family, method, nearest member): n, accuracy, completeness, their 95th percentiles and the
     mean Chamfer that bench.json holds for the same hypotheses."""
     bench = json.loads((out / "bench.json").read_text())
     runs = [r for r in bench["runs"] if families is None or r["family"] in families]
     points = int(runs[0]["metrics_key"]["points"]) if runs else 20000
-    truth = member_points(library, {r["family"] for r in runs}, points)
+    truth = member_points(bench["meta"]["library"], {r["family"] for r in runs}, points)
     acc: dict[tuple[str, str, str], list[tuple[float, float, float, float, float]]] = defaultdict(list)
     for r in runs:
         for k, h in enumerate(r["hypotheses"]):
@@ -66,12 +67,11 @@ def sides(out: Path, library: str | None = None, families: list[str] | None = No
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="a finished `recon bench --out` folder")
-    parser.add_argument("--library", default=None, help="the --library the bench ran with (default: data/library)")
     parser.add_argument("--families", default=None, help="comma-separated families (default: all in the folder)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)
     families = args.families.split(",") if args.families else None
-    rows = sides(args.out, args.library, families)
+    rows = sides(args.out, families)
     print("| family | method | nearest member | hypotheses | accuracy | completeness | accuracy p95 | completeness p95 "
           "| Chamfer |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|")
