@@ -265,6 +265,20 @@ MUTATIONS: list[Mutation] = [
         "for a, b in pairs[:1]) if m.size]",
         ("tests/bench/test_bench_noise_floor.py::test_the_floor_is_the_largest_over_every_pair",),
     ),
+    Mutation(
+        "Ctrl-C exit left to the interpreter's shutdown",
+        "recon/cli/__init__.py",
+        "            if exc.code == 130 and own_process:\n                _exit_interrupted()",
+        "            if exc.code == 130 and own_process:\n                pass",
+        ("tests/cli/test_cli_interrupt_exit.py::test_ctrl_c_inside_exec_built_code_exits_130_with_one_line",),
+    ),
+    Mutation(
+        "Ctrl-C during shutdown not ignored",
+        "recon/cli/__init__.py",
+        "            atexit.register(_ignore_ctrl_c_while_exiting)",
+        "            pass",
+        ("tests/cli/test_cli_interrupt_exit.py::test_ctrl_c_during_shutdown_after_a_finished_command_keeps_status_0",),
+    ),
 ]
 
 

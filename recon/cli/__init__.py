@@ -6,6 +6,7 @@ any moment (even while the modules below are still importing) is one line and ex
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -15,6 +16,28 @@ import sys
 def _interrupted_while_starting(signum, frame) -> None:  # pragma: no cover - timing dependent
     sys.stderr.write("error: interrupted while starting; nothing was written\n")
     sys.stderr.flush()
+    os._exit(130)
+
+
+def _ignore_ctrl_c_while_exiting() -> None:
+    """The command is over and its files are written: a Ctrl-C during the interpreter's shutdown (1.3–1.5 s
+    after a tiny run on 2 cores, docs/input-safety.md) would otherwise kill the process by SIGINT with no
+    line, after a run that succeeded."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _exit_interrupted() -> None:
+    """Exit with status 130 now, after the exit handlers, skipping the interpreter's shutdown.
+
+    A Ctrl-C that lands inside code built by ``exec`` of a string (dataclasses and namedtuple make their
+    methods that way, on import) marks CPython 3.11 as stopped by an unhandled KeyboardInterrupt even
+    though recon handled it, and at shutdown the interpreter then kills itself with SIGINT: no status
+    130, seen in CI (tests/cli/test_cli_interrupt_exit.py reproduces it).
+    """
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
     os._exit(130)
 
 
@@ -58,8 +81,20 @@ class ReconGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:  # callers that handle errors themselves (tests, embedding)
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        # The process is recon's own (not a program or a test runner calling main): its exit can be managed.
+        own_process = threading_main() and _is_the_cli()
         if threading_main():
             signal.signal(signal.SIGINT, signal.default_int_handler)
+        if own_process:  # runs after the exit handlers the command registers (Ray's shutdown stays interruptible)
+            atexit.register(_ignore_ctrl_c_while_exiting)
+        try:
+            self._standalone_main(args, prog_name, complete_var, **extra)
+        except SystemExit as exc:
+            if exc.code == 130 and own_process:
+                _exit_interrupted()
+            raise
+
+    def _standalone_main(self, args, prog_name, complete_var, **extra) -> None:
         try:
             argv = sys.argv[1:] if args is None else list(args)
             if argv and argv[0] in HEAVY_COMMANDS:
