@@ -175,7 +175,8 @@ def _interrupt(args: list, after: float | None = None, when: Path | None = None)
 @pytest.mark.parametrize("after", [0.3, 2.5])
 def test_ctrl_c_during_start_up_is_one_line(tmp_path, after):
     out = tmp_path / "out"
-    proc = _interrupt(["run", CRATE, "--out", out, *TINIEST], after=after)
+    # 2000 stage-1 steps: on a fast machine the tiniest run alone could finish inside 2.5 s (3 s here).
+    proc = _interrupt(["run", CRATE, "--out", out, *TINIEST, "--set", "stage1.steps=2000"], after=after)
     assert proc.returncode == 130, proc.stderr
     assert "interrupted" in one_error_line(proc)
     # Nothing half-written: on a loaded machine 2.5 s may already be past the folder's creation, so the
