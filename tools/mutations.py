@@ -268,16 +268,17 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "Ctrl-C exit left to the interpreter's shutdown",
         "recon/cli/__init__.py",
-        "            if exc.code == 130 and own_process:\n                _exit_interrupted()",
-        "            if exc.code == 130 and own_process:\n                pass",
+        "                if exc.code == 130:\n                    _exit_interrupted()",
+        "                if exc.code == 130:\n                    pass",
         ("tests/cli/test_cli_interrupt_exit.py::test_ctrl_c_inside_exec_built_code_exits_130_with_one_line",),
     ),
     Mutation(
         "Ctrl-C during shutdown not ignored",
         "recon/cli/__init__.py",
-        "            atexit.register(_ignore_ctrl_c_while_exiting)",
-        "            pass",
-        ("tests/cli/test_cli_interrupt_exit.py::test_ctrl_c_during_shutdown_after_a_finished_command_keeps_status_0",),
+        "                signal.signal(signal.SIGINT, signal.SIG_IGN)",
+        "                pass",
+        ("tests/cli/test_cli_interrupt_exit.py::test_ctrl_c_during_shutdown_after_a_finished_command_keeps_status_0",
+         "tests/cli/test_cli_interrupt_exit.py::test_ctrl_c_in_an_exit_handler_after_a_finished_command_is_ignored"),
     ),
 ]
 

@@ -19,13 +19,6 @@ def _interrupted_while_starting(signum, frame) -> None:  # pragma: no cover - ti
     os._exit(130)
 
 
-def _ignore_ctrl_c_while_exiting() -> None:
-    """The command is over and its files are written: a Ctrl-C during the interpreter's shutdown (1.3–1.5 s
-    after a tiny run on 2 cores, docs/input-safety.md) would otherwise kill the process by SIGINT with no
-    line, after a run that succeeded."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def _exit_interrupted() -> None:
     """Exit with status 130 now, after the exit handlers, skipping the interpreter's shutdown.
 
@@ -81,17 +74,19 @@ class ReconGroup(click.Group):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:  # callers that handle errors themselves (tests, embedding)
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
-        # The process is recon's own (not a program or a test runner calling main): its exit can be managed.
-        own_process = threading_main() and _is_the_cli()
-        if threading_main():
+        main_thread = threading_main()
+        if main_thread:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-        if own_process:  # runs after the exit handlers the command registers (Ray's shutdown stays interruptible)
-            atexit.register(_ignore_ctrl_c_while_exiting)
         try:
             self._standalone_main(args, prog_name, complete_var, **extra)
         except SystemExit as exc:
-            if exc.code == 130 and own_process:
-                _exit_interrupted()
+            if main_thread and _is_the_cli():  # recon's own process, not a program or test runner calling main
+                # The command is over, its line printed and its files written: a Ctrl-C in the exit handlers or
+                # the interpreter's shutdown (1.3–1.5 s after a tiny run on 2 cores, docs/input-safety.md) would
+                # print a traceback or kill the process by SIGINT with no line.
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                if exc.code == 130:
+                    _exit_interrupted()
             raise
 
     def _standalone_main(self, args, prog_name, complete_var, **extra) -> None:

@@ -1,6 +1,6 @@
 """Ctrl-C and the way the ``recon`` process ends: status 130 with one line, whatever the interpreter does.
 
-Both cases are timing accidents in real use (CI hit the first one in test_ctrl_c_during_start_up_is_one_line);
+Each case is a timing accident in real use (CI hit the first in test_ctrl_c_during_start_up_is_one_line);
 here each is made to happen on every run by a small command added to recon's own click group. The script
 runs the way the tests and ``python -m recon`` run recon: as a package's ``__main__`` through ``-m``
 (CPython turns an exit status into a SIGINT death only on that path, not for the ``recon`` console script).
@@ -16,7 +16,7 @@ import textwrap
 from cli_helpers import ROOT
 
 SCRIPT = textwrap.dedent('''
-    import os, signal, sys, time
+    import atexit, os, signal, time
     import click
     from recon.cli import main
 
@@ -35,6 +35,15 @@ SCRIPT = textwrap.dedent('''
     def ctrl_c_at_shutdown():
         global held
         held = SlowToFree()
+        click.echo("done")
+
+    def ctrl_c_and_wait():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.5)
+
+    @main.command("ctrl-c-in-exit-handler")
+    def ctrl_c_in_exit_handler():
+        atexit.register(ctrl_c_and_wait)  # as a library imported during the command registers its own
         click.echo("done")
 
     main(prog_name="recon")
@@ -63,3 +72,9 @@ def test_ctrl_c_during_shutdown_after_a_finished_command_keeps_status_0(tmp_path
     proc = _run_as_recon(tmp_path, "ctrl-c-at-shutdown")
     assert proc.returncode == 0, (proc.returncode, proc.stderr)
     assert proc.stdout.strip() == "done" and proc.stderr == ""
+
+
+def test_ctrl_c_in_an_exit_handler_after_a_finished_command_is_ignored(tmp_path):
+    proc = _run_as_recon(tmp_path, "ctrl-c-in-exit-handler")
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    assert proc.stdout.strip() == "done" and proc.stderr == ""  # no "Exception ignored in atexit callback"
